@@ -1,0 +1,1 @@
+"""Benchmarks for extapi_kit (``nox -s bench``)."""

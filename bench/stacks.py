@@ -1,0 +1,230 @@
+"""The stacks benchmarked side by side: bare Starlette, our full stack (memory, Redis), the peers.
+
+Every stack serves the same two endpoints: ``GET`` answering a small JSON document and ``POST``
+reading a 1 KB JSON body. Ours is :meth:`ExternalAPI.build` (every middleware in DESIGN §3 order)
+forwarding to that very Starlette app, with a pre-created key whose cache is warm, rate limits far
+above anything a benchmark sends, a memory audit sink and idempotency on.
+
+Builders are async (Redis clients bind to the running loop): ``await build_stack(name, env)``
+returns a :class:`Stack`. Peer stacks live in ``bench/peers.py`` and raise :class:`Unavailable`
+when their package is not installed (they are installed only in the bench environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from extapi_kit._types import ASGIApp
+
+# Far above anything a run sends: the limiter decides every request but never rejects one.
+HIGH_LIMIT = "1000000000/minute"
+SMALL = {"id": 42, "name": "item", "ok": True}
+_FILL = 1024 - len(json.dumps({"name": "bench", "payload": ""}))
+BODY = json.dumps({"name": "bench", "payload": "x" * _FILL}).encode()  # exactly 1 KB
+OURS = ("starlette", "extapi-memory", "extapi-redis")
+
+
+class Unavailable(Exception):
+    """A stack cannot be built here (peer package missing, no Redis)."""
+
+
+@dataclass
+class BenchEnv:
+    """What the builders may use.
+
+    Args:
+        redis_url: a Redis the stacks may write to, or None (Redis stacks are then skipped).
+    """
+
+    redis_url: str | None = None
+
+
+@dataclass
+class Stack:
+    """One built stack.
+
+    Args:
+        name: the stack's name in tables.
+        app: the ASGI app.
+        get_path: path of the small-JSON GET endpoint.
+        post_path: path of the 1 KB JSON POST endpoint.
+        headers: headers an authorised request carries (the API key).
+        auth: True when a request without ``headers`` must be answered 401.
+        closers: coroutine functions releasing the stack's resources.
+    """
+
+    name: str
+    app: ASGIApp
+    get_path: str = "/items"
+    post_path: str = "/items"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    auth: bool = False
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Release clients, writers and services the stack opened."""
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def get_item(request: Request) -> Response:
+    """The GET endpoint every stack serves: a small JSON document.
+
+    Args:
+        request: the request.
+    """
+    return JSONResponse(SMALL)
+
+
+async def post_item(request: Request) -> Response:
+    """The POST endpoint every stack serves: parse the JSON body, answer its payload length.
+
+    Args:
+        request: the request.
+    """
+    data = await request.json()
+    return JSONResponse({"received": len(data["payload"])})
+
+
+def starlette_app() -> Starlette:
+    """The bare app: ``GET /items`` and ``POST /items``."""
+    return Starlette(
+        routes=[
+            Route("/items", get_item, methods=["GET"]),
+            Route("/items", post_item, methods=["POST"]),
+        ]
+    )
+
+
+async def _bare(env: BenchEnv) -> Stack:
+    return Stack("starlette", starlette_app())
+
+
+def _layer_closers(app: Any) -> list[Callable[[], Awaitable[Any]]]:
+    out = []
+    layer = app
+    while layer is not None:
+        close = getattr(layer, "aclose", None)
+        if close is not None:
+            out.append(close)
+        layer = getattr(layer, "app", None)
+    return out
+
+
+async def _extapi(env: BenchEnv, *, redis: bool) -> Stack:
+    from argon2 import profiles
+
+    from extapi_kit.audit.sink_memory import MemorySink
+    from extapi_kit.keys.hashing import Argon2Hasher
+    from extapi_kit.keys.service import KeyService
+    from extapi_kit.routing import ExternalAPI
+
+    if redis and env.redis_url is None:
+        raise Unavailable("no Redis (redis-server not installed and REDIS_URL unset)")
+    url = env.redis_url if redis and env.redis_url else "memory://"
+    service = KeyService(url, hasher=Argon2Hasher(profiles.CHEAPEST))
+    _, key = await service.create("bench", scopes=["items:read", "items:write"])
+    await service.verify(key)  # warm the positive cache
+    inner = starlette_app()
+    api = ExternalAPI(docs=False)
+    api.expose("GET", "/items", to=inner, path="/items", scopes=["items:read"])
+    api.expose("POST", "/items", to=inner, path="/items", scopes=["items:write"])
+    app = api.build(
+        key_store=service,
+        rate_limit_storage=url,
+        audit_sink=MemorySink(maxlen=10_000),
+        idempotency_store=url,
+        read=HIGH_LIMIT,
+        write=HIGH_LIMIT,
+    )
+    name = "extapi full stack (redis)" if redis else "extapi full stack (memory)"
+    closers = [service.aclose, api.aclose, *_layer_closers(app)]
+    return Stack(
+        name,
+        app,
+        get_path="/api/v1/items",
+        post_path="/api/v1/items",
+        headers=((b"x-api-key", key.encode()),),
+        auth=True,
+        closers=closers,
+    )
+
+
+async def _extapi_memory(env: BenchEnv) -> Stack:
+    return await _extapi(env, redis=False)
+
+
+async def _extapi_redis(env: BenchEnv) -> Stack:
+    return await _extapi(env, redis=True)
+
+
+BUILDERS: dict[str, Callable[[BenchEnv], Awaitable[Stack]]] = {
+    "starlette": _bare,
+    "extapi-memory": _extapi_memory,
+    "extapi-redis": _extapi_redis,
+}
+
+
+def stack_names(*, peers: bool = True) -> list[str]:
+    """Names of every stack, ours first, then the peers (whether installed or not).
+
+    Args:
+        peers: include the peer stacks.
+    """
+    names = list(BUILDERS)
+    if peers:
+        from bench.peers import PEERS
+
+        names += list(PEERS)
+    return names
+
+
+async def build_stack(name: str, env: BenchEnv) -> Stack:
+    """Build one stack by name inside the running event loop.
+
+    Args:
+        name: a name from :func:`stack_names`.
+        env: what the builders may use.
+
+    Raises:
+        Unavailable: the stack's package or Redis is missing.
+    """
+    if name in BUILDERS:
+        return await BUILDERS[name](env)
+    from bench.peers import PEERS
+
+    return await PEERS[name](env)
+
+
+@contextlib.contextmanager
+def redis_env() -> Iterator[BenchEnv]:
+    """A :class:`BenchEnv` with ``REDIS_URL`` or a private redis-server started for the run."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield BenchEnv(url)
+        return
+    try:
+        from tests.support.redis_server import RedisServer
+    except ImportError:
+        yield BenchEnv(None)
+        return
+    if not RedisServer.available():
+        yield BenchEnv(None)
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield BenchEnv(server.url)
+    finally:
+        server.stop()

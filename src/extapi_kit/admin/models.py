@@ -1,0 +1,266 @@
+"""Request and response models of the admin API (pydantic, so it validates and documents itself).
+
+Response models name every field they return: a key's ``hash`` and an endpoint's signing secrets
+are not fields of any of them, so they cannot leak through a listing even by mistake (the
+handlers also never pass them). The plaintext key and a new webhook secret appear only in the
+one-time :class:`KeyCreated` and :class:`SecretOut` answers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AuditQuery",
+    "AuditRecordOut",
+    "DeliveryQuery",
+    "EndpointCreate",
+    "EndpointCreated",
+    "EndpointOut",
+    "EndpointUpdate",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyListQuery",
+    "KeyOut",
+    "KeyUpdate",
+    "ReplayFailed",
+    "RotateRequest",
+    "SecretOut",
+    "UsageBucket",
+    "UsageOut",
+    "UsageQuery",
+]
+
+ONCE_WARNING = "This secret is shown once and cannot be retrieved again; store it now."
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyOut(BaseModel):
+    """An API key as operators see it: never its hash or secret."""
+
+    id: str
+    display_prefix: str
+    env: str
+    name: str
+    description: str = ""
+    owner: str | None = None
+    scopes: list[str] = []
+    grants: dict[str, list[str]] = {}
+    rate_limits: dict[str, str] = {}
+    allowed_cidrs: list[str] = []
+    quota: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    status: str
+    created_at: str | None = None
+    updated_at: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    rotated_to: str | None = None
+    rotated_from: str | None = None
+    rotation_expires_at: str | None = None
+
+
+class KeyCreated(BaseModel):
+    """The one answer that carries a plaintext key (create and rotate)."""
+
+    key: KeyOut
+    secret: str
+    warning: str = ONCE_WARNING
+    rotated_from: str | None = None
+
+
+class KeyCreate(_In):
+    """Body of ``POST /keys``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    env: str | None = None
+    description: str = ""
+    owner: str | None = None
+    scopes: list[str] = []
+    grants: dict[str, list[str]] | None = None
+    rate_limits: dict[str, str] | None = None
+    allowed_cidrs: list[str] | None = None
+    quota: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+    expires_in: str | float | None = Field(None, description="seconds or '30d'")
+
+
+class KeyUpdate(_In):
+    """Body of ``PATCH /keys/{key_id}``: only the fields sent are changed."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = None
+    owner: str | None = None
+    scopes: list[str] | None = None
+    grants: dict[str, list[str]] | None = None
+    rate_limits: dict[str, str] | None = None
+    allowed_cidrs: list[str] | None = None
+    quota: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = Field(None, description="null clears the expiry")
+
+
+class KeyListQuery(_In):
+    """Query of ``GET /keys``."""
+
+    owner: str | None = None
+    env: str | None = None
+    status: Literal["active", "rotating", "rotated", "expired", "revoked"] | None = None
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=200)
+
+
+class RotateRequest(_In):
+    """Body of a rotation: how long the old secret keeps working."""
+
+    grace: str | float = Field(0, description="seconds or '24h'; 0 ends the old key now")
+
+
+class EndpointOut(BaseModel):
+    """A webhook endpoint without its signing secrets."""
+
+    id: str
+    url: str
+    description: str = ""
+    event_types: list[str] = []
+    enabled: bool = True
+    disabled_reason: str | None = None
+    rate_limit: float | None = None
+    max_concurrency: int | None = None
+    metadata: dict[str, str] = {}
+    owner: str | None = None
+    created_at: float
+    failing_since: float | None = None
+    secret_count: int = 0
+
+
+class EndpointCreated(BaseModel):
+    """The answer to ``POST /webhooks/endpoints``: the signing secret, shown once."""
+
+    endpoint: EndpointOut
+    secret: str
+    warning: str = ONCE_WARNING
+
+
+class SecretOut(BaseModel):
+    """A rotated webhook signing secret, shown once."""
+
+    secret: str
+    warning: str = ONCE_WARNING
+
+
+class EndpointCreate(_In):
+    """Body of ``POST /webhooks/endpoints``."""
+
+    url: str = Field(min_length=1, max_length=2000)
+    event_types: list[str] = []
+    description: str = ""
+    rate_limit: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    metadata: dict[str, str] | None = None
+    owner: str | None = None
+
+
+class EndpointUpdate(_In):
+    """Body of ``PATCH /webhooks/endpoints/{endpoint_id}``."""
+
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    event_types: list[str] | None = None
+    description: str | None = None
+    enabled: bool | None = None
+    rate_limit: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+    metadata: dict[str, str] | None = None
+
+
+class DeliveryQuery(_In):
+    """Query of ``GET /webhooks/deliveries``."""
+
+    endpoint_id: str | None = None
+    status: Literal["pending", "delivering", "succeeded", "failed", "cancelled"] | None = None
+    since: datetime | None = None
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class ReplayFailed(_In):
+    """Body of ``POST /webhooks/endpoints/{endpoint_id}/replay``."""
+
+    since: datetime
+
+
+class AuditQuery(_In):
+    """Query of ``GET /audit``."""
+
+    key_id: str | None = None
+    route: str | None = None
+    method: str | None = None
+    status: int | None = Field(None, ge=100, le=599)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class AuditRecordOut(BaseModel):
+    """One audit record (the sink's stored form; it holds no secrets)."""
+
+    id: str = ""
+    timestamp: str
+    timestamp_us: int
+    request_id: str
+    method: str
+    path: str
+    route: str | None = None
+    query: str = ""
+    status: int
+    latency_ms: float
+    key_id: str | None = None
+    key_prefix: str | None = None
+    owner: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    rate_limit: dict[str, Any] | None = None
+    idempotency: str | None = None
+    rejection: str | None = None
+    error: bool = False
+
+
+class UsageQuery(_In):
+    """Query of ``GET /keys/{key_id}/usage``."""
+
+    minutes: int = Field(60, ge=1, le=1440)
+
+
+class UsageBucket(BaseModel):
+    """Calls of one key in one minute."""
+
+    start: str
+    requests: int = 0
+    rejections: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+
+
+class UsageOut(BaseModel):
+    """Per-minute requests and rejections of a key, derived from the audit trail."""
+
+    key_id: str
+    source: Literal["audit"] = "audit"
+    since: str
+    until: str
+    bucket_seconds: int = 60
+    buckets: list[UsageBucket]
+    requests: int
+    rejections: int
+    rate_limited: int
+    truncated: bool = False
+    rate_limits: dict[str, str] = {}
+    last_rate_limit: dict[str, Any] | None = None

@@ -1,0 +1,254 @@
+"""``extapi-kit keys``: create, list, show, update, rotate and revoke API keys.
+
+The store comes from ``--store URL``, else ``$EXTAPI_KIT_STORE``, else ``sqlite:///extapi-kit.db``
+in the working directory. New keys are hashed with argon2id at the same defaults the server uses;
+``--hasher hmac`` hashes with HMAC-SHA256 and the pepper in ``$EXTAPI_KIT_PEPPER`` (the server must
+then be given the same ``HmacHasher``). A new key is printed once, on stdout; a reminder goes to
+stderr so ``--json`` output stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.keys.hashing import Argon2Hasher, Hasher, HmacHasher
+from extapi_kit.keys.models import KeyRecord
+from extapi_kit.keys.service import KeyService
+
+__all__ = ["register"]
+
+DEFAULT_STORE = "sqlite:///extapi-kit.db"
+_WARNING = "Store this key now: it is shown only once and cannot be recovered."
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(f"invalid {what} {item!r}: use NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _grants(values: list[str] | None) -> dict[str, list[str]]:
+    return {
+        k: [i.strip() for i in v.split(",") if i.strip()]
+        for k, v in _pairs(values, "grant").items()
+    }
+
+
+def _hasher(args: argparse.Namespace) -> Hasher:
+    if args.hasher == "hmac":
+        pepper = os.environ.get("EXTAPI_KIT_PEPPER")
+        if not pepper:
+            raise ConfigurationError("--hasher hmac needs the pepper in $EXTAPI_KIT_PEPPER")
+        return HmacHasher(pepper, pepper_id=os.environ.get("EXTAPI_KIT_PEPPER_ID", "1"))
+    return Argon2Hasher()
+
+
+def _service(args: argparse.Namespace) -> KeyService:
+    url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
+    return KeyService(url, hasher=_hasher(args), prefix=args.prefix)
+
+
+def _print_record(data: dict[str, Any]) -> None:
+    for name, value in data.items():
+        if isinstance(value, list | dict):
+            value = json.dumps(value) if value else "-"
+        print(f"{name:20} {'-' if value is None else value}")
+
+
+def _output(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_record(data)
+
+
+def _print_created(args: argparse.Namespace, record: KeyRecord, key: str, now: float) -> None:
+    if args.json:
+        print(json.dumps({"key": key, **record.public_dict(now)}, indent=2))
+    else:
+        print(key)
+        print(f"key id {record.id} ({record.name}, env {record.env})", file=sys.stderr)
+    print(_WARNING, file=sys.stderr)
+
+
+async def _create(svc: KeyService, args: argparse.Namespace) -> None:
+    record, key = await svc.create(
+        args.name,
+        env=args.env,
+        description=args.description or "",
+        owner=args.owner,
+        scopes=args.scopes or "",
+        grants=_grants(args.grant),
+        rate_limits=_pairs(args.rate_limit, "rate limit"),
+        allowed_cidrs=args.cidrs,
+        expires_in=args.expires_in,
+    )
+    _print_created(args, record, key, time.time())
+
+
+async def _list(svc: KeyService, args: argparse.Namespace) -> None:
+    records: list[KeyRecord] = []
+    cursor = None
+    while True:
+        page, cursor = await svc.list(
+            owner=args.owner, env=args.env, status=args.status, cursor=cursor, limit=500
+        )
+        records += page
+        if cursor is None:
+            break
+    records.sort(key=lambda r: (r.created_at, r.id))
+    now = time.time()
+    if args.json:
+        print(json.dumps([r.public_dict(now) for r in records], indent=2))
+        return
+    print(f"{'ID':24}{'NAME':20}{'ENV':8}{'STATUS':10}{'OWNER':14}SCOPES")
+    for r in records:
+        owner = r.owner or "-"
+        print(
+            f"{r.id:24}{r.name[:19]:20}{r.env:8}{r.status(now):10}{owner[:13]:14}{','.join(r.scopes)}"
+        )
+
+
+async def _show(svc: KeyService, args: argparse.Namespace) -> None:
+    data = (await svc.get(args.id)).public_dict(time.time())
+    _output(args, data)
+
+
+async def _update(svc: KeyService, args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {}
+    for name in ("name", "description", "owner", "scopes"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.grant is not None:
+        changes["grants"] = _grants(args.grant)
+    if args.rate_limit is not None:
+        changes["rate_limits"] = _pairs(args.rate_limit, "rate limit")
+    if args.cidrs is not None:
+        changes["allowed_cidrs"] = args.cidrs
+    if args.no_expiry:
+        changes["expires_at"] = None
+    elif args.expires_in is not None:
+        from extapi_kit._units import parse_duration
+
+        changes["expires_at"] = time.time() + parse_duration(args.expires_in)
+    if not changes:
+        raise ConfigurationError("nothing to update: give at least one option")
+    data = (await svc.update(args.id, **changes)).public_dict(time.time())
+    _output(args, data)
+
+
+async def _rotate(svc: KeyService, args: argparse.Namespace) -> None:
+    record, key = await svc.rotate(args.id, grace=args.grace)
+    _print_created(args, record, key, time.time())
+    if not args.json:
+        print(f"the old key {args.id} stays valid for {args.grace}", file=sys.stderr)
+
+
+async def _revoke(svc: KeyService, args: argparse.Namespace) -> None:
+    data = (await svc.revoke(args.id)).public_dict(time.time())
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"revoked {args.id}")
+
+
+def _handler(fn: Callable[[KeyService, argparse.Namespace], Awaitable[None]]) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        async def main() -> None:
+            svc = _service(args)
+            try:
+                await fn(svc, args)
+            finally:
+                await svc.aclose()
+
+        asyncio.run(main())
+        return 0
+
+    return run
+
+
+def _settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--description")
+    parser.add_argument("--owner", help="owner or tenant id")
+    parser.add_argument(
+        "--scopes", help="comma-separated scopes, e.g. projects:read,projects:write"
+    )
+    parser.add_argument("--expires-in", help="e.g. 30d, 12h")
+    parser.add_argument(
+        "--grant", action="append", help="TYPE=ID,ID (repeatable), e.g. projects=7,9"
+    )
+    parser.add_argument(
+        "--rate-limit", action="append", help="CLASS=RATE (repeatable), e.g. read=500/minute"
+    )
+    parser.add_argument("--cidrs", help="comma-separated networks the key may be used from")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``keys`` command group.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store", help=f"key store URL (default $EXTAPI_KIT_STORE or {DEFAULT_STORE})"
+    )
+    common.add_argument("--hasher", choices=("argon2", "hmac"), default="argon2")
+    common.add_argument("--prefix", default="xk", help="key prefix (default xk)")
+    keys = subparsers.add_parser("keys", help="manage API keys")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    sub.required = True
+    from extapi_kit.cli.usage import add_keys_usage
+
+    add_keys_usage(sub)
+
+    p = sub.add_parser("create", parents=[common], help="create a key (printed once)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--env", default=None, help="environment segment (default live)")
+    _settings(p)
+    p.set_defaults(handler=_handler(_create))
+
+    p = sub.add_parser("list", parents=[common], help="list keys")
+    p.add_argument("--owner")
+    p.add_argument("--env")
+    p.add_argument("--status", choices=("active", "rotating", "rotated", "expired", "revoked"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_handler(_list))
+
+    p = sub.add_parser("show", parents=[common], help="show one key (never its secret)")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_handler(_show))
+
+    p = sub.add_parser("update", parents=[common], help="change a key's settings")
+    p.add_argument("id")
+    p.add_argument("--name")
+    p.add_argument("--no-expiry", action="store_true", help="remove the expiry")
+    _settings(p)
+    p.set_defaults(handler=_handler(_update))
+
+    p = sub.add_parser(
+        "rotate", parents=[common], help="replace a key, keeping the old one for a grace period"
+    )
+    p.add_argument("id")
+    p.add_argument("--grace", default="0", help="how long the old key stays valid, e.g. 24h")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_handler(_rotate))
+
+    p = sub.add_parser("revoke", parents=[common], help="revoke a key now")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_handler(_revoke))

@@ -1,0 +1,170 @@
+"""``extapi-kit usage``: show a key's (or owner's) usage and set a key's quota.
+
+The usage store comes from ``--store URL``, else ``$EXTAPI_KIT_USAGE_STORE``, else
+``$EXTAPI_KIT_STORE``, else ``sqlite:///extapi-kit.db`` (the usage tables are prefixed, so they can
+share the keys' file). ``set-quota`` changes the key record through the key store
+(``--keys-store``, else ``$EXTAPI_KIT_STORE``, else the same default); running servers see the new
+quota once their key cache entry expires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.usage import UsageTracker
+
+__all__ = ["add_keys_usage", "register", "sparkline"]
+
+DEFAULT_STORE = "sqlite:///extapi-kit.db"
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """Return a one-line unicode bar chart of ``values`` (spaces for zero).
+
+    Args:
+        values: non-negative counts.
+    """
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * len(values)
+    return "".join(" " if v <= 0 else _BARS[min(7, (v * 8 - 1) // top)] for v in values)
+
+
+def _usage_url(args: argparse.Namespace) -> str:
+    return str(
+        args.store
+        or os.environ.get("EXTAPI_KIT_USAGE_STORE")
+        or os.environ.get("EXTAPI_KIT_STORE")
+        or DEFAULT_STORE
+    )
+
+
+async def _collect(args: argparse.Namespace) -> dict[str, Any]:
+    tracker = UsageTracker(_usage_url(args))
+    try:
+        if args.owner:
+            days = await tracker.get_owner_usage(args.id, args.days)
+            month = await tracker.get_owner_month(args.id)
+            return {"owner": args.id, "days": days, "month": month}
+        days = await tracker.get_usage(args.id, args.days)
+        month = await tracker.get_month(args.id)
+        quota = await tracker.quota_used(args.id)
+        return {"key_id": args.id, "days": days, "month": month, "quota_used": quota}
+    finally:
+        await tracker.aclose()
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    days = data["days"]
+    who = f"owner {data['owner']}" if "owner" in data else f"key {data['key_id']}"
+    totals = [d["total"] for d in days]
+    print(f"usage of {who}, last {len(days)} days (UTC)")
+    print(f"  {sparkline(totals)}  max {max(totals, default=0)}/day")
+    print(
+        f"{'date':10}  {'total':>7} {'read':>7} {'write':>7} {'served':>7} {'errors':>7}  rejected"
+    )
+    for d in days:
+        if not d["total"] and not d["rejected"]:
+            continue
+        rejected = ", ".join(f"{k}={v}" for k, v in sorted(d["rejected"].items())) or "-"
+        print(
+            f"{d['date']:10}  {d['total']:>7} {d['read']:>7} {d['write']:>7} "
+            f"{d['served']:>7} {d['errors']:>7}  {rejected}"
+        )
+    m = data["month"]
+    print(f"month {m['month']}: {m['total']} requests ({m['served']} served)")
+    for period, used in sorted(data.get("quota_used", {}).items()):
+        if used:
+            unit = "month" if period == "monthly" else "day"
+            print(f"quota charged this {unit}: {used}")
+
+
+def _show(args: argparse.Namespace) -> int:
+    if args.days < 1 or args.days > 3660:
+        raise ConfigurationError("--days must be between 1 and 3660")
+    data = asyncio.run(_collect(args))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_table(data)
+    return 0
+
+
+async def _set_quota(args: argparse.Namespace) -> dict[str, Any]:
+    from extapi_kit.keys.service import KeyService
+
+    url = args.keys_store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
+    svc = KeyService(url)
+    try:
+        record = await svc.get(args.id)
+        quota = dict(record.quota)
+        if args.clear:
+            quota.pop("monthly", None)
+            quota.pop("daily", None)
+        if args.monthly is not None:
+            quota["monthly"] = args.monthly
+        if args.daily is not None:
+            quota["daily"] = args.daily
+        record = await svc.update(args.id, quota=quota)
+        return {"key_id": record.id, "quota": dict(record.quota)}
+    finally:
+        await svc.aclose()
+
+
+def _set_quota_cmd(args: argparse.Namespace) -> int:
+    if args.monthly is None and args.daily is None and not args.clear:
+        raise ConfigurationError("give --monthly N, --daily N or --clear")
+    for value in (args.monthly, args.daily):
+        if value is not None and value < 0:
+            raise ConfigurationError("a quota must be a non-negative integer")
+    data = asyncio.run(_set_quota(args))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"key {data['key_id']} quota: {json.dumps(data['quota']) if data['quota'] else '-'}")
+    return 0
+
+
+def _add_show(sub: Any, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("id", help="the key id (or owner id with --owner)")
+    p.add_argument("--days", type=int, default=30, help="how many days (default 30)")
+    p.add_argument("--owner", action="store_true", help="ID is an owner: totals of all its keys")
+    p.add_argument("--store", help="usage store URL")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_show)
+
+
+def add_keys_usage(keys_subparsers: Any) -> None:
+    """Add ``keys usage ID [--days 30] [--json]`` to the ``keys`` command group.
+
+    Args:
+        keys_subparsers: the ``keys`` group's sub-parsers object.
+    """
+    _add_show(keys_subparsers, "usage", "show a key's usage by day and month")
+
+
+def register(subparsers: Any) -> None:
+    """Register the ``usage`` command group.
+
+    Args:
+        subparsers: the top-level sub-parsers object.
+    """
+    group = subparsers.add_parser("usage", help="usage counters and quotas")
+    sub = group.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_show(sub, "show", "show a key's (or owner's) usage by day and month")
+    p = sub.add_parser("set-quota", help="set a key's monthly or daily request quota")
+    p.add_argument("id", help="the key id")
+    p.add_argument("--monthly", type=int, help="requests (cost units) per UTC month")
+    p.add_argument("--daily", type=int, help="requests (cost units) per UTC day")
+    p.add_argument("--clear", action="store_true", help="remove the quota")
+    p.add_argument("--keys-store", help="key store URL")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_set_quota_cmd)

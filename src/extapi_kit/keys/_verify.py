@@ -1,0 +1,207 @@
+"""The verify path of :class:`~extapi_kit.keys.service.KeyService`, cheapest checks first::
+
+    length/ascii -> positive cache (HMAC of the key) -> parse + checksum -> failed-attempt throttle
+    -> store lookup by key id -> hash verify in a worker thread -> status -> cache
+
+Malformed input never reaches the store or the hasher (A3). The cache comes before the throttle so
+a key that is already verified keeps working while someone floods wrong secrets for its id (A4).
+For a known key id the hash is verified *before* its status is looked at, so a revoked or expired
+key costs the same as a live one with a wrong secret; unknown ids are not hashed at all, which is
+safe because ids carry 128 random bits (A2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, NoReturn
+
+from extapi_kit._types import Clock
+from extapi_kit.context import Principal
+from extapi_kit.exceptions import InvalidKeyError
+from extapi_kit.keys._cache import FailureThrottle, PositiveCache
+from extapi_kit.keys.format import ParsedKey, parse_key
+from extapi_kit.keys.hashing import HashVerifier
+from extapi_kit.keys.models import KeyRecord
+from extapi_kit.keys.store import KeyStore
+
+__all__ = ["KeyThrottledError", "VerifyPath"]
+
+logger = logging.getLogger("extapi_kit.keys")
+
+
+class KeyThrottledError(InvalidKeyError):
+    """Too many failed attempts from this client or for this key id; retry later.
+
+    Args:
+        retry_after: seconds until attempts are counted afresh.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed attempts")
+        self.retry_after = retry_after
+
+
+class VerifyPath:
+    """Verification, caching, throttling and last-used tracking (mixed into KeyService)."""
+
+    store: KeyStore
+    prefix: str
+    max_key_length: int
+    _clock: Clock
+    _cache: PositiveCache
+    _throttle: FailureThrottle
+    _verifier: HashVerifier
+    _failures: Any
+    _inflight: dict[bytes, asyncio.Future[Principal]]
+    _watching: bool
+    _last_touch: dict[str, float]
+    _last_used_interval: float
+    _tasks: set[asyncio.Task[None]]
+
+    async def _save(self, record: KeyRecord) -> None:
+        raise NotImplementedError
+
+    async def verify(self, presented: str, *, client_ip: str | None = None) -> Principal:
+        """Verify a presented key and return its principal.
+
+        Args:
+            presented: the key as the client sent it.
+            client_ip: the resolved client address, for the failed-attempt throttle.
+
+        Raises:
+            KeyThrottledError: too many failed attempts (answer 429).
+            InvalidKeyError: any malformed, unknown, revoked, expired or wrong key (answer 401).
+            StoreError: the store failed and the key was not cached (answer 503).
+        """
+        now = self._clock()
+        if not isinstance(presented, str) or len(presented) > self.max_key_length:
+            self._fail("malformed", client_ip, None, now)
+        if not presented.isascii():
+            self._fail("malformed", client_ip, None, now)
+        digest = self._cache.digest(presented)
+        entry = self._cache.get(digest, now)
+        if entry is not None:
+            self._note_used(entry.key_id, now)
+            return entry.principal
+        try:
+            parsed = parse_key(presented, prefix=self.prefix, max_length=self.max_key_length)
+        except InvalidKeyError:
+            self._fail("malformed", client_ip, None, now)
+        wait = self._throttle.blocked(client_ip, parsed.key_id, now)
+        if wait is not None:
+            self._failures.add(1, {"reason": "throttled"})
+            raise KeyThrottledError(wait)
+        # Concurrent verifies of the same presented key share one lookup and one hash.
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            principal = await self._verify_uncached(parsed, digest, client_ip, now)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: there may be no other waiter
+            raise
+        else:
+            future.set_result(principal)
+            return principal
+        finally:
+            del self._inflight[digest]
+
+    async def _verify_uncached(
+        self, parsed: ParsedKey, digest: bytes, client_ip: str | None, now: float
+    ) -> Principal:
+        # Count the attempt as failed *before* any work and refund it on success, so a burst of
+        # concurrent wrong keys cannot all pass the throttle check before the first one fails.
+        self._throttle.record(client_ip, parsed.key_id, now)
+        await self._ensure_watch()
+        generation = self._cache.generation
+        record = await self.store.get(parsed.key_id)
+        if record is None:
+            self._fail("unknown", client_ip, parsed.key_id, now, counted=True)
+        ok, new_hash = await self._verifier.verify(record.hash, parsed.body)
+        if not ok:
+            self._fail("mismatch", client_ip, parsed.key_id, now, counted=True)
+        now = self._clock()
+        if record.env != parsed.env or not record.is_valid(now):
+            self._fail(record.status(now), client_ip, parsed.key_id, now, counted=True)
+        self._throttle.refund(client_ip, parsed.key_id)
+        if new_hash is not None:
+            await self._rehash(record, new_hash)
+            generation = self._cache.generation
+        principal = record.to_principal()
+        until = now + self._cache.ttl
+        valid_until = record.valid_until()
+        if valid_until is not None:
+            until = min(until, valid_until)
+        if self._cache.generation == generation:
+            self._cache.put(digest, record.id, principal, until)
+        self._note_used(record.id, now)
+        return principal
+
+    def _fail(
+        self,
+        reason: str,
+        client_ip: str | None,
+        key_id: str | None,
+        now: float,
+        *,
+        counted: bool = False,
+    ) -> NoReturn:
+        if not counted:
+            self._throttle.record(client_ip, key_id, now)
+        self._failures.add(1, {"reason": reason})
+        logger.debug("API key rejected: %s (key id %s)", reason, key_id or "-")
+        error = InvalidKeyError("invalid API key")
+        error.reason = reason  # type: ignore[attr-defined]
+        raise error
+
+    async def _rehash(self, record: KeyRecord, new_hash: str) -> None:
+        try:
+            current = await self.store.get(record.id)
+            if current is not None and current.hash == record.hash:
+                await self._save(dataclasses.replace(current, hash=new_hash))
+        except Exception as exc:  # a failed rehash must not fail a valid request
+            logger.warning("could not rehash key %s: %s", record.id, type(exc).__name__)
+
+    async def _ensure_watch(self) -> None:
+        if self._watching:
+            return
+        self._watching = True
+        watch = getattr(self.store, "watch", None)
+        if watch is None:
+            return
+        try:
+            await watch(self._cache.invalidate)
+        except Exception as exc:
+            logger.warning("could not watch key changes: %s", type(exc).__name__)
+
+    def _note_used(self, key_id: str, now: float) -> None:
+        last = self._last_touch.get(key_id)
+        if last is not None and now - last < self._last_used_interval:
+            return
+        self._last_touch.pop(key_id, None)
+        if len(self._last_touch) >= 100_000:
+            del self._last_touch[next(iter(self._last_touch))]
+        self._last_touch[key_id] = now
+        task = asyncio.get_running_loop().create_task(self._touch(key_id, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _touch(self, key_id: str, when: float) -> None:
+        try:
+            await self.store.touch(key_id, when)
+        except Exception as exc:  # off the request path; the next use retries
+            self._last_touch.pop(key_id, None)
+            logger.warning("could not record last use of key %s: %s", key_id, type(exc).__name__)
+
+    async def flush(self) -> None:
+        """Wait for pending background writes (last-used times)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

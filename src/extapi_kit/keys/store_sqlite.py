@@ -1,0 +1,214 @@
+"""``sqlite:///keys.db``: key records in one SQLite table (WAL mode, driven from a worker thread).
+
+Several processes on one host may share the file. There is no change notification between
+processes: another process drops a revoked key from its positive cache when the entry's TTL runs
+out (default 10 s). Only hashes are stored, never secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError, ConflictError, NotFoundError
+from extapi_kit.keys.models import KeyRecord
+from extapi_kit.keys.store import (
+    InvalidationCallback,
+    Watchers,
+    check_page_args,
+    decode_cursor,
+    encode_cursor,
+    filter_records,
+)
+from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
+
+__all__ = ["SQLiteKeyStore"]
+
+_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _row_to_record(row: sqlite3.Row) -> KeyRecord:
+    data = json.loads(row["data"])
+    data["last_used_at"] = row["last_used_at"]
+    return KeyRecord.from_dict(data)
+
+
+def _data(record: KeyRecord) -> str:
+    data = record.to_dict()
+    data["last_used_at"] = None  # owned by the column, written only by touch()
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+class SQLiteKeyStore:
+    """A :class:`~extapi_kit.keys.store.KeyStore` in a SQLite file.
+
+    Args:
+        path: the database file (created if missing).
+        table: the table name.
+        busy_timeout: seconds to wait for a lock held by another process.
+    """
+
+    def __init__(self, path: str, *, table: str = "extapi_api_keys", busy_timeout: float = 5.0):
+        if not _TABLE_RE.fullmatch(table):
+            raise ConfigurationError(f"invalid table name {table!r}")
+        self._t = table
+        self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
+        self._ready = False
+        self._watchers = Watchers()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteKeyStore:
+        """Create a store from ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``.
+
+        Args:
+            url: the URL.
+            **options: ``table``, ``busy_timeout``.
+        """
+        return cls(sqlite_path_from_url(url), **options)
+
+    def __repr__(self) -> str:
+        return f"SQLiteKeyStore({self._db.path!r})"
+
+    def _schema(self, conn: sqlite3.Connection) -> None:
+        if not self._ready:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._t} (id TEXT PRIMARY KEY, owner TEXT, "
+                "env TEXT NOT NULL, last_used_at REAL, data TEXT NOT NULL)"
+            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._t}_owner ON {self._t} (owner, id)")
+            self._ready = True
+
+    async def create(self, record: KeyRecord) -> None:
+        """Insert a record.
+
+        Args:
+            record: the record.
+        """
+
+        def _do(conn: sqlite3.Connection) -> int:
+            self._schema(conn)
+            sql = f"INSERT OR IGNORE INTO {self._t} (id, owner, env, last_used_at, data) "
+            sql += "VALUES (?, ?, ?, ?, ?)"
+            row = (record.id, record.owner, record.env, record.last_used_at, _data(record))
+            return conn.execute(sql, row).rowcount
+
+        if await self._db.run(_do) == 0:
+            raise ConflictError(f"key {record.id} already exists")
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        """Return a record or None.
+
+        Args:
+            key_id: the key id.
+        """
+
+        def _do(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            self._schema(conn)
+            sql = f"SELECT last_used_at, data FROM {self._t} WHERE id = ?"
+            row: sqlite3.Row | None = conn.execute(sql, (key_id,)).fetchone()
+            return row
+
+        row = await self._db.run(_do)
+        return None if row is None else _row_to_record(row)
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        env: str | None = None,
+        status: str | None = None,
+        now: float = 0.0,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[KeyRecord], str | None]:
+        """Return one page of records ordered by id.
+
+        Args:
+            owner: owner filter.
+            env: env filter.
+            status: status filter (applied in Python; it depends on ``now``).
+            now: time for the status filter.
+            cursor: from a previous page.
+            limit: page size.
+        """
+        check_page_args(status, limit)
+        after = decode_cursor(cursor)
+
+        def _do(conn: sqlite3.Connection) -> list[KeyRecord]:
+            self._schema(conn)
+            found: list[KeyRecord] = []
+            last = after
+            while len(found) <= limit:
+                sql = f"SELECT last_used_at, data FROM {self._t} WHERE id > ?"
+                params: list[Any] = [last]
+                if owner is not None:
+                    sql += " AND owner = ?"
+                    params.append(owner)
+                if env is not None:
+                    sql += " AND env = ?"
+                    params.append(env)
+                rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, 200)).fetchall()
+                if not rows:
+                    break
+                batch = [_row_to_record(r) for r in rows]
+                last = batch[-1].id
+                found += filter_records(batch, owner=None, env=None, status=status, now=now)
+            return found
+
+        matched = await self._db.run(_do)
+        page = matched[:limit]
+        return page, (encode_cursor(page[-1].id) if len(matched) > limit else None)
+
+    async def update(self, record: KeyRecord) -> None:
+        """Replace a record (not its ``last_used_at``) and notify in-process watchers.
+
+        Args:
+            record: the new state.
+        """
+
+        def _do(conn: sqlite3.Connection) -> int:
+            self._schema(conn)
+            sql = f"UPDATE {self._t} SET owner = ?, env = ?, data = ? WHERE id = ?"
+            return conn.execute(sql, (record.owner, record.env, _data(record), record.id)).rowcount
+
+        if await self._db.run(_do) == 0:
+            raise NotFoundError(f"no key {record.id}")
+        self._watchers.notify(record.id)
+
+    async def touch(self, key_id: str, when: float) -> None:
+        """Move ``last_used_at`` forward.
+
+        Args:
+            key_id: the key id.
+            when: epoch seconds.
+        """
+
+        def _do(conn: sqlite3.Connection) -> None:
+            self._schema(conn)
+            sql = f"UPDATE {self._t} SET last_used_at = ? WHERE id = ? "
+            sql += "AND (last_used_at IS NULL OR last_used_at < ?)"
+            conn.execute(sql, (when, key_id, when))
+
+        await self._db.run(_do)
+
+    async def watch(self, callback: InvalidationCallback) -> None:
+        """Call ``callback(key_id)`` after updates made through this store object.
+
+        Args:
+            callback: the invalidation callback.
+        """
+        self._watchers.add(callback)
+
+    async def ping(self) -> bool:
+        """Return whether the database answers."""
+        return await self._db.ping()
+
+    async def aclose(self) -> None:
+        """Close the database."""
+        await self._db.aclose()
+
+    def close_sync(self) -> None:
+        """Close from synchronous code."""
+        self._db.close_sync()

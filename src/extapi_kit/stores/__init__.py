@@ -1,0 +1,111 @@
+"""Stores chosen by URL: ``memory://``, ``sqlite:///file.db``, ``redis://host:6379/0``.
+
+Each kind of store (``keys``, ``audit``, ``idempotency``, ``webhooks``, ``usage``) has a Protocol in
+its feature package and built-ins registered here by URL scheme, the way ``limits`` registers its
+storages. :func:`store_from_url` picks the implementation; users pass their own object instead of a
+URL to plug in any other backend. Every store is async and has ``ping()`` and ``aclose()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from extapi_kit.exceptions import ConfigurationError
+
+__all__ = ["register_store", "registered_schemes", "store_from_url"]
+
+# kind -> scheme -> "module:attribute" (imported lazily) or a factory callable.
+_REGISTRY: dict[str, dict[str, str | Callable[..., Any]]] = {
+    "audit": {
+        "memory": "extapi_kit.audit.sink_memory:MemorySink",
+        "sqlite": "extapi_kit.audit.sink_sqlite:SQLiteSink",
+        "redis": "extapi_kit.audit.sink_redis:RedisSink",
+        "rediss": "extapi_kit.audit.sink_redis:RedisSink",
+    },
+    "keys": {
+        "memory": "extapi_kit.keys.store_memory:MemoryKeyStore",
+        "sqlite": "extapi_kit.keys.store_sqlite:SQLiteKeyStore",
+        "redis": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "rediss": "extapi_kit.keys.store_redis:RedisKeyStore",
+    },
+    "idempotency": {
+        "memory": "extapi_kit.idempotency.store_memory:MemoryIdempotencyStore",
+        "sqlite": "extapi_kit.idempotency.store_sqlite:SQLiteIdempotencyStore",
+        "redis": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "rediss": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+    },
+    "usage": {
+        "memory": "extapi_kit.usage.store_memory:MemoryUsageStore",
+        "sqlite": "extapi_kit.usage.store_sqlite:SQLiteUsageStore",
+        "redis": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "rediss": "extapi_kit.usage.store_redis:RedisUsageStore",
+    },
+    "webhooks": {
+        "memory": "extapi_kit.webhooks.store_memory:MemoryWebhookStore",
+        "sqlite": "extapi_kit.webhooks.store_sqlite:SQLiteWebhookStore",
+        "redis": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "rediss": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+    },
+}
+
+
+def register_store(kind: str, scheme: str, factory: str | Callable[..., Any]) -> None:
+    """Register a store implementation for a URL scheme.
+
+    Args:
+        kind: the store kind (``"keys"``, ``"audit"``, ``"idempotency"``, ``"webhooks"``, ...).
+        scheme: the URL scheme (``"postgres"``).
+        factory: a callable ``factory(url, **options)`` or a ``"module:attribute"`` path to one.
+            Classes registered here are called as ``cls.from_url(url, **options)`` when they have
+            that classmethod.
+    """
+    _REGISTRY.setdefault(kind, {})[scheme.lower()] = factory
+
+
+def registered_schemes(kind: str) -> list[str]:
+    """Return the URL schemes registered for a kind of store, sorted.
+
+    Args:
+        kind: the store kind.
+    """
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def store_from_url(kind: str, url: str, **options: Any) -> Any:
+    """Create a store of the given kind from a URL.
+
+    Args:
+        kind: the store kind (``"keys"``, ``"audit"``, ...).
+        url: ``memory://``, ``sqlite:///path/to/file.db``, ``redis://host:port/db`` ...
+        **options: passed to the store's constructor.
+
+    Raises:
+        ConfigurationError: for an unknown kind or scheme; the message names the registered ones.
+    """
+    schemes = _REGISTRY.get(kind)
+    if schemes is None:
+        raise ConfigurationError(
+            f"unknown store kind {kind!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+        )
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"invalid {kind} store URL {url!r}; expected one of: "
+            + ", ".join(f"{s}://" for s in sorted(schemes))
+        )
+    scheme = urlsplit(url).scheme.lower()
+    factory = schemes.get(scheme)
+    if factory is None:
+        raise ConfigurationError(
+            f"no {kind} store for scheme {scheme!r}; registered schemes: "
+            + ", ".join(f"{s}://" for s in sorted(schemes))
+        )
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+    from_url = getattr(factory, "from_url", None)
+    if callable(from_url):
+        return from_url(url, **options)
+    return factory(url, **options)

@@ -1,0 +1,211 @@
+"""SQLite usage store: one row per (subject, day, field), upserted in batches.
+
+Batches arrive from the tracker's flusher (about once a second), so a write transaction per batch
+is cheap. Quota charges run in ``BEGIN IMMEDIATE`` transactions, which serialise writers across
+processes sharing the file, so the check-and-charge is exact; notification marks use
+``INSERT OR IGNORE`` so exactly one caller sees its row inserted.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
+from extapi_kit.usage.store import Counts, QuotaCheck
+
+__all__ = ["SQLiteUsageStore"]
+
+BATCH_MEMORY = 2 * 86400
+_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+class SQLiteUsageStore:
+    """A :class:`~extapi_kit.usage.store.UsageStore` in a SQLite file.
+
+    Args:
+        path: the database file (created if missing).
+        table_prefix: prefix of the three tables.
+        busy_timeout: seconds to wait for a lock held by another process.
+    """
+
+    def __init__(
+        self, path: str, *, table_prefix: str = "extapi_usage", busy_timeout: float = 5.0
+    ) -> None:
+        if not _PREFIX_RE.fullmatch(table_prefix):
+            raise ConfigurationError(f"invalid table prefix {table_prefix!r}")
+        self._p = table_prefix
+        self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
+        self._ready = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteUsageStore:
+        """Create the store from ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``.
+
+        Args:
+            url: the URL.
+            **options: ``table_prefix``, ``busy_timeout``.
+        """
+        return cls(sqlite_path_from_url(url), **options)
+
+    def __repr__(self) -> str:
+        return f"SQLiteUsageStore({self._db.path!r})"
+
+    def _schema(self, c: sqlite3.Connection) -> None:
+        if self._ready:
+            return
+        p = self._p
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {p}_days (subject TEXT NOT NULL, day TEXT NOT NULL, "
+            "field TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (subject, day, field))"
+        )
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {p}_quota (counter TEXT PRIMARY KEY, "
+            "used INTEGER NOT NULL)"
+        )
+        c.execute(f"CREATE TABLE IF NOT EXISTS {p}_marks (mark TEXT PRIMARY KEY)")
+        c.execute(f"CREATE TABLE IF NOT EXISTS {p}_batches (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self._ready = True
+
+    async def _run(self, fn: Any) -> Any:
+        def call(c: sqlite3.Connection) -> Any:
+            self._schema(c)
+            return fn(c)
+
+        return await self._db.run(call)
+
+    async def add(self, counts: Counts, *, ttl: int, batch: str | None = None) -> None:
+        """Add a batch of increments in one transaction, at most once per ``batch`` id.
+
+        Args:
+            counts: ``(subject, day, field) -> n``.
+            ttl: retention (pruning is done by :meth:`prune`).
+            batch: a unique id recorded in the same transaction; a known id is skipped.
+        """
+        rows = [(s, d, f, n) for (s, d, f), n in counts.items()]
+        if not rows:
+            return
+        sql = (
+            f"INSERT INTO {self._p}_days (subject, day, field, n) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (subject, day, field) DO UPDATE SET n = n + excluded.n"
+        )
+        mark = f"INSERT OR IGNORE INTO {self._p}_batches (id, at) VALUES (?, ?)"
+        batch_id = batch or secrets.token_hex(12)
+        now = time.time()
+
+        def do(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if c.execute(mark, (batch_id, now)).rowcount:
+                    c.executemany(sql, rows)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+        await self._run(do)
+
+    async def days(self, subject: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Return the counters of ``subject`` for each of ``days``.
+
+        Args:
+            subject: the subject.
+            days: UTC dates.
+        """
+        out: dict[str, dict[str, int]] = {d: {} for d in days}
+        if not days:
+            return out
+        sql = (
+            f"SELECT day, field, n FROM {self._p}_days WHERE subject = ? AND day >= ? AND day <= ?"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (subject, min(days), max(days))).fetchall())
+        for day, name, n in rows:
+            if day in out:
+                out[day][name] = int(n)
+        return out
+
+    async def consume(self, checks: Sequence[QuotaCheck], cost: int) -> tuple[bool, list[int]]:
+        """Charge ``cost`` to every counter if all stay within their limits (one transaction).
+
+        Args:
+            checks: counters and limits.
+            cost: units to charge.
+        """
+        table = f"{self._p}_quota"
+
+        def do(c: sqlite3.Connection) -> tuple[bool, list[int]]:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                used = []
+                for chk in checks:
+                    row = c.execute(
+                        f"SELECT used FROM {table} WHERE counter = ?", (chk.counter,)
+                    ).fetchone()
+                    used.append(int(row[0]) if row else 0)
+                if any(u + cost > chk.limit for u, chk in zip(used, checks, strict=True)):
+                    c.execute("ROLLBACK")
+                    return False, used
+                c.executemany(
+                    f"INSERT INTO {table} (counter, used) VALUES (?, ?) "
+                    "ON CONFLICT (counter) DO UPDATE SET used = used + excluded.used",
+                    [(chk.counter, cost) for chk in checks],
+                )
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return True, [u + cost for u in used]
+
+        result: tuple[bool, list[int]] = await self._run(do)
+        return result
+
+    async def quota_used(self, counter: str) -> int:
+        """Return a quota counter's value.
+
+        Args:
+            counter: the counter name.
+        """
+        sql = f"SELECT used FROM {self._p}_quota WHERE counter = ?"
+        row = await self._run(lambda c: c.execute(sql, (counter,)).fetchone())
+        return int(row[0]) if row else 0
+
+    async def mark_once(self, mark: str, *, ttl: int) -> bool:
+        """Insert a mark unless it exists (``INSERT OR IGNORE``).
+
+        Args:
+            mark: the mark name.
+            ttl: unused (marks name their period, so stale ones never match again).
+        """
+        sql = f"INSERT OR IGNORE INTO {self._p}_marks (mark) VALUES (?)"
+        changed = await self._run(lambda c: c.execute(sql, (mark,)).rowcount)
+        return bool(changed)
+
+    async def prune(self, before_day: str) -> int:
+        """Delete day counters older than ``before_day``.
+
+        Args:
+            before_day: the first date kept.
+        """
+        sql = f"DELETE FROM {self._p}_days WHERE day < ?"
+        # Batch ids only guard re-sends, which happen within minutes.
+        old = f"DELETE FROM {self._p}_batches WHERE at < ?"
+        cutoff = time.time() - BATCH_MEMORY
+
+        def do(c: sqlite3.Connection) -> int:
+            c.execute(old, (cutoff,))
+            return int(c.execute(sql, (before_day,)).rowcount)
+
+        return int(await self._run(do))
+
+    async def ping(self) -> bool:
+        """Return True when the database answers."""
+        return await self._db.ping()
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self._db.aclose()

@@ -1,0 +1,126 @@
+"""The event-type catalogue: which events exist, what they mean, and (optionally) their schema.
+
+Give a catalogue to the dispatcher and every publish is checked against it: an unknown type or a
+payload that does not match its pydantic schema is refused before anything is stored, so receivers
+only ever see documented shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from extapi_kit.exceptions import ConfigurationError
+
+__all__ = ["EventCatalogue", "EventType"]
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One documented event type.
+
+    Args:
+        name: the type, e.g. ``"job.completed"``.
+        description: what happened, for the docs and the admin console.
+        schema: a pydantic model the ``data`` must match (None = any JSON object).
+        version: the payload version (bump on breaking changes).
+    """
+
+    name: str
+    description: str = ""
+    schema: type[BaseModel] | None = None
+    version: str = "1"
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """Return the JSON Schema of ``data``, or None without a schema."""
+        return None if self.schema is None else self.schema.model_json_schema()
+
+
+class EventCatalogue:
+    """The registry of event types a dispatcher may publish.
+
+    Args:
+        types: event types to register.
+        strict: refuse types that are not registered (default True).
+    """
+
+    def __init__(self, types: list[EventType] | None = None, *, strict: bool = True) -> None:
+        self.strict = strict
+        self._types: dict[str, EventType] = {}
+        for t in types or []:
+            self.add(t)
+
+    def __repr__(self) -> str:
+        return f"EventCatalogue({sorted(self._types)!r}, strict={self.strict})"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def add(self, event_type: EventType) -> EventType:
+        """Register an event type (replacing one with the same name).
+
+        Args:
+            event_type: the type.
+        """
+        if not event_type.name or len(event_type.name) > 200:
+            raise ConfigurationError("event type names are 1-200 characters")
+        self._types[event_type.name] = event_type
+        return event_type
+
+    def register(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        schema: type[BaseModel] | None = None,
+        version: str = "1",
+    ) -> EventType:
+        """Register an event type by its fields.
+
+        Args:
+            name: the type.
+            description: what it means.
+            schema: the pydantic model of ``data``.
+            version: the payload version.
+        """
+        return self.add(EventType(name, description, schema, version))
+
+    def get(self, name: str) -> EventType | None:
+        """Return the registered type, or None.
+
+        Args:
+            name: the type.
+        """
+        return self._types.get(name)
+
+    def list(self) -> list[EventType]:
+        """Return every registered type, sorted by name."""
+        return [self._types[n] for n in sorted(self._types)]
+
+    def validate(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Check a payload and return it as it will be sent (normalised by the schema).
+
+        Args:
+            name: the event type.
+            data: the payload.
+
+        Raises:
+            ConfigurationError: for an unknown type (when strict) or a payload that does not match.
+        """
+        event_type = self._types.get(name)
+        if event_type is None:
+            if self.strict:
+                raise ConfigurationError(f"unknown event type {name!r}; register it first")
+            return data
+        if event_type.schema is None:
+            return data
+        try:
+            model = event_type.schema.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"data for {name!r} does not match its schema: {exc.error_count()} error(s)"
+            ) from exc
+        result: dict[str, Any] = model.model_dump(mode="json")
+        return result

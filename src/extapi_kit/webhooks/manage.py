@@ -1,0 +1,344 @@
+"""The management API: endpoints, secret rotation, the "test" button, deliveries, attempts, replay.
+
+The CLI (``extapi-kit webhooks ...``) and the admin HTTP API call this; it only talks to the store
+(and to the endpoint for ``send_test``), so it works from any process while dispatchers run
+elsewhere. Replays are paced at the endpoint's ``rate_limit``: the requeued deliveries get due
+times ``1/rate`` seconds apart instead of all landing at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError, ConflictError
+from extapi_kit.webhooks.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointSecret,
+    Event,
+)
+from extapi_kit.webhooks.signing import generate_secret, signature_headers
+from extapi_kit.webhooks.ssrf import URLGuard
+from extapi_kit.webhooks.store import WebhookStore
+
+__all__ = ["TestResult", "WebhookManager"]
+
+TEST_EVENT = "webhook.test"
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of :meth:`WebhookManager.send_test`.
+
+    Args:
+        ok: the endpoint answered 2xx.
+        status: the HTTP status, or None.
+        error: the error class, or None.
+        duration: seconds.
+        response_excerpt: the start of the response body.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    ok: bool
+    status: int | None
+    error: str | None
+    duration: float
+    response_excerpt: str
+
+
+class WebhookManager:
+    """Operator actions on a webhook store.
+
+    Args:
+        store: the webhook store.
+        clock: returns epoch seconds.
+        allow_loopback: accept loopback URLs (tests and local demos only).
+        allow_private: accept private-network URLs (never link-local, metadata or CGNAT).
+        sender: a ``WebhookSender`` for ``send_test`` (default: a new one with the same guard).
+    """
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        *,
+        clock: Callable[[], float] | None = None,
+        allow_loopback: bool = False,
+        allow_private: bool = False,
+        sender: Any = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or time.time
+        self.guard = URLGuard(allow_loopback=allow_loopback, allow_private=allow_private)
+        self._sender = sender
+
+    def __repr__(self) -> str:
+        return f"WebhookManager({self.store!r})"
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def add_endpoint(
+        self,
+        url: str,
+        *,
+        event_types: Sequence[str] = (),
+        description: str = "",
+        rate_limit: float | None = None,
+        max_concurrency: int | None = None,
+        metadata: dict[str, str] | None = None,
+        owner: str | None = None,
+    ) -> Endpoint:
+        """Register an endpoint with a new secret (show ``endpoint.secrets[0].value`` once).
+
+        Args:
+            url: the receiver URL (checked by the SSRF guard; no DNS at registration).
+            event_types: types it receives; empty = all.
+            description: free text.
+            rate_limit: deliveries per second at most.
+            max_concurrency: in-flight cap.
+            metadata: free key/value data.
+            owner: an owner id for resource scoping.
+        """
+        self.guard.check_syntax(url)
+        _check_limits(rate_limit, max_concurrency)
+        now = self.clock()
+        endpoint = Endpoint(
+            url=url,
+            description=description,
+            event_types=list(event_types),
+            secrets=[EndpointSecret(value=generate_secret(), created_at=now)],
+            rate_limit=rate_limit,
+            max_concurrency=max_concurrency,
+            metadata=dict(metadata or {}),
+            owner=owner,
+            created_at=now,
+            allow_loopback=self.guard.allow_loopback,
+        )
+        await self.store.add_endpoint(endpoint)
+        return endpoint
+
+    async def list_endpoints(self, *, owner: str | None = None) -> list[Endpoint]:
+        """Return endpoints, oldest first.
+
+        Args:
+            owner: only this owner's.
+        """
+        endpoints = await self.store.list_endpoints()
+        return [e for e in endpoints if owner is None or e.owner == owner]
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
+        """Return one endpoint (NotFoundError if missing).
+
+        Args:
+            endpoint_id: its id.
+        """
+        return await self.store.get_endpoint(endpoint_id)
+
+    async def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+        rate_limit: float | None = _UNSET,
+        max_concurrency: int | None = _UNSET,
+        metadata: dict[str, str] | None = None,
+    ) -> Endpoint:
+        """Change an endpoint; enabling it clears the disabled reason and the failure clock.
+
+        Args:
+            endpoint_id: its id.
+            url: a new URL (checked like at registration).
+            event_types: a new filter.
+            description: new text.
+            enabled: enable or disable (manually).
+            rate_limit: new rate (None removes it).
+            max_concurrency: new cap (None removes it).
+            metadata: new metadata.
+        """
+        changes: dict[str, Any] = {}
+        if url is not None:
+            self.guard.check_syntax(url)
+            changes["url"] = url
+        if event_types is not None:
+            changes["event_types"] = list(event_types)
+        if description is not None:
+            changes["description"] = description
+        if rate_limit is not _UNSET:
+            changes["rate_limit"] = rate_limit
+        if max_concurrency is not _UNSET:
+            changes["max_concurrency"] = max_concurrency
+        _check_limits(changes.get("rate_limit"), changes.get("max_concurrency"))
+        if metadata is not None:
+            changes["metadata"] = dict(metadata)
+        if enabled is True:
+            changes.update(enabled=True, disabled_reason=None, failing_since=None)
+        elif enabled is False:
+            changes.update(enabled=False, disabled_reason="disabled by an operator")
+        return await self.store.update_endpoint(endpoint_id, **changes)
+
+    async def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint; its pending deliveries are cancelled.
+
+        Args:
+            endpoint_id: its id.
+        """
+        await self.store.remove_endpoint(endpoint_id)
+
+    async def rotate_secret(self, endpoint_id: str, *, grace: float = 86400.0) -> str:
+        """Add a new secret; the old ones keep signing (both signatures sent) for ``grace`` s.
+
+        Args:
+            endpoint_id: its id.
+            grace: seconds the previous secrets stay valid (0 = drop them now).
+
+        Returns:
+            The new secret (show it once).
+        """
+        if grace < 0:
+            raise ConfigurationError("grace must be >= 0 seconds")
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        now = self.clock()
+        until = now + grace
+        kept = [
+            s.model_copy(update={"expires_at": min(s.expires_at or until, until)})
+            for s in endpoint.secrets
+            if s.active(now) and grace > 0
+        ]
+        new = EndpointSecret(value=generate_secret(), created_at=now)
+        await self.store.update_endpoint(endpoint_id, secrets=[new, *kept])
+        return new.value
+
+    async def send_test(self, endpoint_id: str) -> TestResult:
+        """Send a signed ``webhook.test`` ping now and report what the endpoint answered.
+
+        Args:
+            endpoint_id: its id.
+        """
+        from extapi_kit.webhooks.dispatcher import encode_body
+        from extapi_kit.webhooks.sender import WebhookSender
+
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        now = self.clock()
+        event = Event(type=TEST_EVENT, timestamp=now, data={"endpoint_id": endpoint.id})
+        body = encode_body(event)
+        msg = Delivery(event_id=event.id, endpoint_id=endpoint.id)
+        headers = signature_headers(endpoint.signing_secrets(now), msg.id, int(now), body)
+        headers["content-type"] = "application/json"
+        sender = self._sender or WebhookSender(guard=self.guard)
+        try:
+            r = await sender.send(endpoint.url, headers, body)
+        finally:
+            if self._sender is None:
+                await sender.aclose()
+        return TestResult(r.ok, r.status, r.error, r.duration, r.response_excerpt or "")
+
+    # -- deliveries, attempts, replay ----------------------------------------------------------
+
+    async def deliveries(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        status: DeliveryStatus | str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Return deliveries, oldest first.
+
+        Args:
+            endpoint_id: only this endpoint's.
+            status: only this status.
+            since: only those created at or after this epoch time.
+            limit: at most this many.
+        """
+        st = None if status is None else DeliveryStatus(status)
+        return await self.store.list_deliveries(
+            endpoint_id=endpoint_id, status=st, since=since, limit=limit
+        )
+
+    async def attempts(self, delivery_id: str) -> list[Attempt]:
+        """Return a delivery's attempts, oldest first.
+
+        Args:
+            delivery_id: its id.
+        """
+        return await self.store.list_attempts(delivery_id)
+
+    async def _pacing(self, endpoint_id: str) -> float:
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        if not endpoint.enabled:
+            raise ConflictError(f"endpoint {endpoint_id} is disabled; enable it before replaying")
+        return 1.0 / endpoint.rate_limit if endpoint.rate_limit else 0.0
+
+    async def replay_delivery(self, delivery_id: str) -> Delivery:
+        """Send one delivery again now (same ``webhook-id``).
+
+        Args:
+            delivery_id: its id.
+        """
+        delivery = await self.store.get_delivery(delivery_id)
+        await self._pacing(delivery.endpoint_id)
+        if delivery.status == DeliveryStatus.DELIVERING:
+            raise ConflictError(f"delivery {delivery_id} is being delivered right now")
+        return await self.store.requeue(delivery_id, at=self.clock())
+
+    async def replay_failed(self, endpoint_id: str, *, since: float, limit: int = 100_000) -> int:
+        """Requeue every failed delivery of an endpoint created since a time, paced at its rate.
+
+        Args:
+            endpoint_id: the endpoint.
+            since: epoch time.
+            limit: at most this many.
+
+        Returns:
+            How many deliveries were requeued.
+        """
+        step = await self._pacing(endpoint_id)
+        failed = await self.store.list_deliveries(
+            endpoint_id=endpoint_id, status=DeliveryStatus.FAILED, since=since, limit=limit
+        )
+        now = self.clock()
+        for i, d in enumerate(failed):
+            await self.store.requeue(d.id, at=now + i * step)
+        return len(failed)
+
+    async def replay_events(
+        self, event_type: str, *, since: float, to_endpoint: str, limit: int = 100_000
+    ) -> int:
+        """Deliver every event of a type since a time to an endpoint (new deliveries), paced.
+
+        Args:
+            event_type: the type.
+            since: epoch time.
+            to_endpoint: the endpoint (for example one just added).
+            limit: at most this many events.
+
+        Returns:
+            How many deliveries were created.
+        """
+        step = await self._pacing(to_endpoint)
+        events = await self.store.list_events(type=event_type, since=since, limit=limit)
+        now = self.clock()
+        new = [
+            Delivery(event_id=e.id, endpoint_id=to_endpoint, next_attempt_at=now + i * step,
+                     created_at=now)
+            for i, e in enumerate(events)
+        ]  # fmt: skip
+        for i in range(0, len(new), 500):
+            await self.store.add_deliveries(new[i : i + 500])
+        return len(new)
+
+
+def _check_limits(rate_limit: float | None, max_concurrency: int | None) -> None:
+    if rate_limit is not None and not rate_limit > 0:
+        raise ConfigurationError("rate_limit must be a positive number of deliveries per second")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ConfigurationError("max_concurrency must be at least 1")

@@ -1,0 +1,187 @@
+"""Publishing: events and their deliveries written durably, including the transactional outbox.
+
+:func:`publish_event` writes through any store (the dispatcher's ``publish`` uses the same
+logic). :func:`publish_in_transaction` writes into the application's *own* SQLite transaction:
+the webhook tables live in the app's database file (point the store at it,
+``sqlite:///app.db``), so the event row commits or rolls back with the app's change — an event is
+never sent for a change that rolled back, nor lost for one that committed. The dispatcher picks
+the committed rows up like any other due delivery.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from extapi_kit.exceptions import ConfigurationError, NotFoundError
+from extapi_kit.webhooks.models import Delivery, Endpoint, Event, new_id
+from extapi_kit.webhooks.store import WebhookStore
+
+__all__ = ["EndpointCache", "publish_event", "publish_in_transaction"]
+
+
+def build_event(type: str, data: Any, *, event_id: str | None, now: float) -> Event:
+    """Validate the arguments of a publish and return the event.
+
+    Args:
+        type: the event type.
+        data: the payload (a dict).
+        event_id: an id of the caller's, or None.
+        now: the event timestamp.
+    """
+    if not isinstance(type, str) or not type or len(type) > 200:
+        raise ConfigurationError("event type must be a non-empty string of at most 200 characters")
+    if not isinstance(data, dict):
+        raise ConfigurationError("event data must be a JSON object (dict)")
+    return Event(id=event_id or new_id("evt"), type=type, timestamp=now, data=data)
+
+
+def deliveries_for(event: Event, endpoints: Sequence[Endpoint], *, now: float) -> list[Delivery]:
+    """Return one delivery, due now, per enabled endpoint subscribed to the event's type.
+
+    Args:
+        event: the event.
+        endpoints: every endpoint.
+        now: the current epoch time.
+    """
+    return [
+        Delivery(event_id=event.id, endpoint_id=e.id, next_attempt_at=now, created_at=now)
+        for e in endpoints
+        if e.enabled and e.accepts(event.type)
+    ]
+
+
+async def publish_event(
+    store: WebhookStore,
+    type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Event:
+    """Store an event and its deliveries without a dispatcher in this process (a worker sends).
+
+    Args:
+        store: the webhook store.
+        type: the event type.
+        data: the JSON payload.
+        event_id: an id of your own; publishing it twice is a no-op.
+        clock: returns epoch seconds.
+    """
+    event = build_event(type, data, event_id=event_id, now=clock())
+    deliveries = deliveries_for(event, await store.list_endpoints(), now=event.timestamp)
+    if not await store.publish(event, deliveries):
+        return await store.get_event(event.id)
+    return event
+
+
+def publish_in_transaction(
+    conn: sqlite3.Connection,
+    type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Event:
+    """Write an event and its deliveries in the caller's open SQLite transaction (no commit).
+
+    The webhook tables must live in ``conn``'s database (the webhook store URL is the app's
+    file); they are created on first use. Commit makes the event deliverable; rollback removes it.
+
+    Args:
+        conn: the application's connection, inside its transaction.
+        type: the event type.
+        data: the JSON payload.
+        event_id: an id of your own; writing it twice is a no-op.
+        clock: returns epoch seconds.
+    """
+    from extapi_kit.webhooks.store_sqlite import ensure_schema, insert_event, load_endpoints
+
+    if not conn.in_transaction:
+        raise ConfigurationError(
+            "publish_in_transaction needs an open transaction (execute BEGIN or a write first)"
+        )
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'extapi_webhook_deliveries'"
+    ).fetchone()
+    if exists is None:
+        ensure_schema(conn)
+    event = build_event(type, data, event_id=event_id, now=clock())
+    insert_event(conn, event, deliveries_for(event, load_endpoints(conn), now=event.timestamp))
+    return event
+
+
+class EndpointCache:
+    """Endpoints read from the store, reused for ``ttl`` seconds (publish and send paths).
+
+    Args:
+        store: the webhook store.
+        ttl: seconds a read is reused; 0 reads every time.
+    """
+
+    def __init__(self, store: WebhookStore, *, ttl: float = 1.0) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._one: dict[str, tuple[float, Endpoint | None]] = {}
+        self._all: tuple[float, list[Endpoint]] | None = None
+
+    async def all(self) -> list[Endpoint]:
+        """Return every endpoint."""
+        now = time.monotonic()
+        if self._all is None or self._all[0] <= now:
+            endpoints = await self._store.list_endpoints()
+            self._all = (now + self._ttl, endpoints)
+            for e in endpoints:
+                self._one[e.id] = (now + self._ttl, e)
+        return self._all[1]
+
+    async def get(self, endpoint_id: str) -> Endpoint | None:
+        """Return an endpoint, or None when it does not exist.
+
+        Args:
+            endpoint_id: its id.
+        """
+        now = time.monotonic()
+        hit = self._one.get(endpoint_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            endpoint: Endpoint | None = await self._store.get_endpoint(endpoint_id)
+        except NotFoundError:
+            endpoint = None
+        self._one[endpoint_id] = (now + self._ttl, endpoint)
+        return endpoint
+
+    def peek(self, endpoint_id: str) -> Endpoint | None:
+        """Return the cached endpoint (even if stale), or None.
+
+        Args:
+            endpoint_id: its id.
+        """
+        hit = self._one.get(endpoint_id)
+        return None if hit is None else hit[1]
+
+    def put(self, endpoint: Endpoint) -> None:
+        """Replace a cached endpoint after this process changed it.
+
+        Args:
+            endpoint: the new version.
+        """
+        self._one[endpoint.id] = (time.monotonic() + self._ttl, endpoint)
+        self._all = None
+
+    def forget(self, endpoint_id: str) -> None:
+        """Drop an endpoint from the cache.
+
+        Args:
+            endpoint_id: its id.
+        """
+        self._one.pop(endpoint_id, None)
+        self._all = None
+
+    def invalidate(self) -> None:
+        """Drop everything (after endpoints were added or changed elsewhere)."""
+        self._one.clear()
+        self._all = None

@@ -1,0 +1,151 @@
+"""The admin console: package data under a strict CSP; the scripted flow under node and Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import anyio
+import pytest
+
+from extapi_kit.admin import CONSOLE_CSP
+from tests.admin.conftest import Admin, admin_setup
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
+STATIC = resources.files("extapi_kit.admin") / "static"
+
+
+@pytest.mark.anyio
+async def test_console_page_is_served_with_a_strict_csp(admin: Admin) -> None:
+    """GET /admin/console answers the HTML page with a self-only CSP, nosniff and no framing."""
+    r = await admin.client.get("/admin/console")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    csp = r.headers["content-security-policy"]
+    assert csp == CONSOLE_CSP
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cache-control"] == "no-store"
+    assert '<meta name="extapi-admin-api" content="/admin/v1">' in r.text
+    assert '<script src="/admin/console/console.js">' in r.text
+    assert "{{" not in r.text
+    head = await admin.client.head("/admin/console")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == r.headers["content-length"]
+
+
+@pytest.mark.anyio
+async def test_console_assets_and_refusals(admin: Admin) -> None:
+    """The JS and CSS are served with their types; other console paths 404; POST is 405."""
+    js = await admin.client.get("/admin/console/console.js")
+    css = await admin.client.get("/admin/console/console.css")
+    assert js.headers["content-type"].startswith("text/javascript") and "sessionStorage" in js.text
+    assert css.headers["content-type"].startswith("text/css")
+    assert "content-security-policy" in js.headers
+    assert (await admin.client.get("/admin/console/../v1/keys")).status_code in (401, 404)
+    assert (await admin.client.get("/admin/console/other.js")).status_code == 404
+    post = await admin.client.post("/admin/console")
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    assert (await admin.client.get("/admin/console/")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_console_can_be_left_out() -> None:
+    """admin_app(console=False) serves no page: the path falls to the authenticated API (401)."""
+    async with admin_setup(console=False) as admin:
+        assert (await admin.client.get("/admin/console")).status_code == 401
+
+
+def test_page_and_script_obey_their_own_csp() -> None:
+    """No inline script, inline style or handler attributes, and no innerHTML/eval in the JS."""
+    page = (STATIC / "console.html").read_text("utf-8")
+    script = (STATIC / "console.js").read_text("utf-8")
+    assert re.search(r"<script(?![^>]*\bsrc=)", page) is None
+    assert re.search(r"\sstyle=", page) is None
+    assert re.search(r"\son[a-z]+=", page) is None
+    assert re.search(r"(src|href)=\"?(https?:)?//", page) is None  # nothing from a CDN
+    assert re.search(r"https?://(?!www\.w3\.org/2000/svg)", script) is None
+    for banned in ("innerHTML", "outerHTML", "eval(", "new Function", "document.write"):
+        assert banned not in script
+    assert 'setAttribute("style"' not in script
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_console_script_parses() -> None:
+    """console.js is syntactically valid JavaScript (node --check)."""
+    path = Path(str(STATIC / "console.js"))
+    done = subprocess.run(["node", "--check", str(path)], capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (/usr/bin/chromium)")
+async def test_console_flow_in_headless_chromium(tmp_path: Path) -> None:
+    """In Chromium the console creates a key, calls the API with it, finds the call in the audit
+    view, draws its usage chart and revokes it (then the key gets 401)."""
+    from tests.webhooks.receivers import serve
+
+    assert CHROMIUM is not None
+    async with admin_setup() as admin, serve(admin.app) as base:
+        url = f"{base}/admin/console?autotest=1#key={admin.admin_key}&scopes=admin"
+        cmd = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ]
+        with anyio.fail_after(50):
+            done = await anyio.run_process(cmd, check=False)
+    dom = done.stdout.decode("utf-8", "replace")
+    m = re.search(r'<pre id="autotest-result"[^>]*data-done="1"[^>]*>(.*?)</pre>', dom, re.S)
+    assert m is not None, dom[-2000:] + done.stderr.decode("utf-8", "replace")[-2000:]
+    result = json.loads(html.unescape(m.group(1)))
+    assert result["ok"] is True, result
+    steps = result["steps"]
+    assert steps["call_status"] == 200 and steps["after_revoke_status"] == 401
+    assert steps["audit_rows"] >= 1 and steps["chart_bars"] >= 1
+    record = await admin.keys.get(steps["created"])
+    assert record.revoked_at is not None
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_console_autotest_flow_runs_against_a_live_admin_api() -> None:
+    """Under node with a minimal DOM stand-in, console.js's scripted flow creates a key, calls
+    the API with it, finds the call in the audit view, charts it and revokes it (then 401)."""
+    from tests.webhooks.receivers import serve
+
+    shim = Path(__file__).with_name("console_shim.js")
+    script = Path(str(STATIC / "console.js"))
+    async with admin_setup() as admin, serve(admin.app) as base:
+        fragment = f"key={admin.admin_key}&scopes=admin"
+        cmd = ["node", str(shim), str(script), base, "/admin/console", "/admin/v1", fragment]
+        with anyio.fail_after(40):
+            done = await anyio.run_process(cmd, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        result = json.loads(done.stdout)
+        assert result["ok"] is True, result
+        steps = result["steps"]
+        assert steps["secret_shown"] is True
+        assert steps["call_status"] == 200 and steps["after_revoke_status"] == 401
+        assert steps["audit_rows"] >= 1 and steps["usage_requests"] >= 1
+        assert steps["chart_bars"] >= 1
+        assert (await admin.keys.get(steps["created"])).revoked_at is not None

@@ -1,0 +1,171 @@
+"""Smoke test of the benchmark harness: every stack builds and answers like the real thing.
+
+The figures themselves belong to ``nox -s bench``; here we pin that the stacks the benchmarks
+compare are what they claim (200 with the key, 401 without it where there is auth), that the
+in-process driver and the loopback harness work, and that wrk's output is read correctly. Peer
+stacks need packages installed only in the bench environment, so they skip here when missing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from bench import inprocess, loopback
+from bench.peers import PEERS
+from bench.stacks import BODY, OURS, BenchEnv, Stack, build_stack
+
+pytestmark = pytest.mark.anyio
+
+# The package each peer stack needs (importorskip'ed: installed only for `nox -s bench`).
+PEER_PACKAGES = {
+    "fastapi": "fastapi",
+    "fastapi-apikeyheader": "fastapi",
+    "slowapi-memory": "slowapi",
+    "slowapi-redis": "slowapi",
+    "fastapi-limiter-redis": "fastapi_limiter",
+    "asgi-ratelimit-memory": "ratelimit",
+    "asgi-ratelimit-redis": "ratelimit",
+    "peer-stack": "slowapi",
+    "peer-stack-redis": "slowapi",
+}
+
+
+async def _request(
+    stack: Stack, method: str, headers: tuple[tuple[bytes, bytes], ...]
+) -> httpx.Response:
+    transport = httpx.ASGITransport(stack.app, client=("203.0.113.7", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        path = stack.get_path if method == "GET" else stack.post_path
+        return await client.request(
+            method,
+            path,
+            headers=[(k.decode(), v.decode()) for k, v in headers]
+            + [("content-type", "application/json")],
+            content=BODY if method == "POST" else None,
+        )
+
+
+async def _check(stack: Stack) -> None:
+    try:
+        get = await _request(stack, "GET", stack.headers)
+        assert get.status_code == 200, get.text
+        assert get.json() == {"id": 42, "name": "item", "ok": True}
+        post = await _request(stack, "POST", stack.headers)
+        assert post.status_code == 200, post.text
+        assert post.json()["received"] == len(json.loads(BODY)["payload"])
+        if stack.auth:
+            assert (await _request(stack, "GET", ())).status_code == 401
+            wrong = ((b"x-api-key", b"not-a-key"),)
+            assert (await _request(stack, "POST", wrong)).status_code == 401
+    finally:
+        await stack.aclose()
+
+
+def _env(name: str, request: pytest.FixtureRequest) -> BenchEnv:
+    if "redis" in name:
+        return BenchEnv(request.getfixturevalue("redis_url"))
+    return BenchEnv(None)
+
+
+def test_post_body_is_one_kilobyte() -> None:
+    """The POST body every stack parses is exactly 1 KB of valid JSON."""
+    assert len(BODY) == 1024
+    assert json.loads(BODY)["name"] == "bench"
+
+
+@pytest.mark.parametrize("name", OURS)
+async def test_our_stacks_answer_200_with_key_and_401_without(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Bare Starlette and our full stack (memory, Redis) serve both routes; ours needs the key."""
+    stack = await build_stack(name, _env(name, request))
+    assert stack.auth == (name != "starlette")
+    await _check(stack)
+
+
+@pytest.mark.parametrize("name", list(PEERS))
+async def test_peer_stacks_answer_like_ours(name: str, request: pytest.FixtureRequest) -> None:
+    """Each peer stack (when its package is installed) serves the same endpoints and auth rule."""
+    pytest.importorskip(PEER_PACKAGES[name])
+    stack = await build_stack(name, _env(name, request))
+    await _check(stack)
+
+
+async def test_inprocess_driver_rows_and_overhead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process driver times every (stack, method) cell and derives added_us and targets."""
+    monkeypatch.setattr(inprocess, "ROUNDS", 2)
+    monkeypatch.setattr(inprocess, "REQUESTS", 20)
+    monkeypatch.setattr(inprocess, "WARMUP", 5)
+    rows = await inprocess.measure(["starlette", "extapi-memory"], BenchEnv(None))
+    by_name = {row["name"]: row for row in rows}
+    assert set(by_name) == {
+        "starlette GET",
+        "starlette POST",
+        "extapi full stack (memory) GET",
+        "extapi full stack (memory) POST",
+    }
+    assert all(row["errors"] == 0 and row["n"] == 40 for row in rows)
+    ours = by_name["extapi full stack (memory) GET"]
+    assert ours["added_us"] == ours["median_us"] - by_name["starlette GET"]["median_us"]
+    assert ours["target_us"] == 60.0 and ours["met"] in ("yes", "no")
+
+
+async def test_inprocess_skips_unavailable_stacks() -> None:
+    """A Redis stack without a Redis is reported as skipped, not as a failure."""
+    rows = await inprocess.measure(["extapi-redis"], BenchEnv(None))
+    assert rows == [{"name": "extapi-redis", "skipped": rows[0]["skipped"]}]
+    assert "Redis" in rows[0]["skipped"]
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:41234/items
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms  512.33us  12.01ms   90.12%
+    Req/Sec     7.61k   301.22     8.02k    80.00%
+  Latency Distribution
+     50%  850.00us
+     75%    2.21ms
+     90%    2.60ms
+     99%    1.20s
+  37866 requests in 5.00s, 5.38MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   7573.20
+Transfer/sec:      1.08MB
+"""
+
+
+def test_parse_wrk_units_and_errors() -> None:
+    """wrk's req/s, p50/p99 in us/ms/s units and its error counts are read correctly."""
+    figures: dict[str, Any] = loopback.parse_wrk(WRK_OUTPUT)
+    assert figures == {
+        "rps": 7573.2,
+        "requests": 37866,
+        "p50_ms": 0.85,
+        "p99_ms": 1200.0,
+        "errors": 7,
+    }
+    with pytest.raises(RuntimeError):
+        loopback.parse_wrk("wrk: connection refused")
+
+
+def test_loopback_serves_stack_and_python_loadgen_counts() -> None:
+    """Our memory stack under uvicorn answers the bounded Python load generator with 200s."""
+    server = loopback.Server("extapi-memory", BenchEnv(None))
+    try:
+        server.check("GET")
+        server.check("POST")
+        headers = {**server.headers, "content-type": "application/json"}
+        import asyncio
+
+        figures = asyncio.run(
+            loopback.drive(server.port, server.paths["POST"], "POST", headers, BODY, 2, 0.3)
+        )
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None
+    assert figures["errors"] == 0 and figures["rps"] > 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
