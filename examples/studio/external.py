@@ -9,6 +9,7 @@ the render farm is proxied under ``/api/v1/tools/{tool_id}/...`` with its own to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from pydantic import BaseModel, Field
 from examples.studio.internal import StudioDB
 from extapi_kit.routing import CursorCodec, ExternalAPI, HandlerRequest, ListParams, paginate
 from extapi_kit.routing.pagination import keyset_sql, page_from_rows
+from extapi_kit.webhooks import WebhookManager
+from extapi_kit.webhooks.selfservice import add_self_service_routes
 
 __all__ = ["ALL_SCOPES", "build_external_api"]
 
@@ -28,6 +31,8 @@ ALL_SCOPES = (
     "jobs:write",
     "models:read",
     "tools:use",
+    "webhooks:read",
+    "webhooks:write",
 )
 
 
@@ -99,6 +104,7 @@ def build_external_api(
     cursor_secret: str,
     farm_url: str,
     farm_token: str,
+    webhooks: WebhookManager | None = None,
 ) -> ExternalAPI:
     """Declare the public API over the internal app.
 
@@ -108,6 +114,8 @@ def build_external_api(
         cursor_secret: signs pagination cursors (shared by every worker).
         farm_url: base URL of the render-farm tool.
         farm_token: the farm's bearer token, injected on proxied calls.
+        webhooks: when given, integrators manage their own webhook endpoints under
+            ``/webhooks/endpoints`` (scoped to their key's projects).
     """
     api = ExternalAPI(
         title="Studio public API",
@@ -116,6 +124,17 @@ def build_external_api(
         description="Projects, assets, generation jobs and tools of the studio platform.",
     )
     cursors = CursorCodec(cursor_secret)
+
+    # Routes addressed by an asset's or a job's own id name no project in the request; these
+    # lookups tell the registry which project owns the object, so a project-scoped key gets the
+    # missing-object 404 before the internal service runs (writes on foreign objects never run).
+    def project_of_asset(values: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows = db.query("SELECT project_id FROM assets WHERE id = ?", (int(values["id"]),))
+        return {"projects": rows[0]["project_id"]} if rows else None
+
+    def project_of_job(values: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows = db.query("SELECT project_id FROM jobs WHERE id = ?", (int(values["id"]),))
+        return {"projects": rows[0]["project_id"]} if rows else None
 
     @api.get("/projects", scopes=["projects:read"], summary="List projects", tags=["projects"])
     def list_projects(req: HandlerRequest) -> Any:
@@ -166,7 +185,8 @@ def build_external_api(
     api.expose(
         "POST", "/assets/{id:int}/approve", to=internal, path="/internal/assets/{id}/approve",
         scopes=["assets:write"], response_model=AssetOut, body_limit="1KiB",
-        idempotent=False, summary="Approve an asset", tags=["assets"],
+        idempotent=False, resource_lookup=project_of_asset,
+        summary="Approve an asset", tags=["assets"],
     )  # fmt: skip
     api.expose(
         "POST", "/jobs", to=internal, path="/internal/jobs", scopes=["jobs:write"],
@@ -176,11 +196,13 @@ def build_external_api(
     )  # fmt: skip
     api.expose(
         "GET", "/jobs/{id:int}", to=internal, path="/internal/jobs/{id}", scopes=["jobs:read"],
-        response_model=JobOut, summary="Get a job", tags=["jobs"],
+        response_model=JobOut, resource_lookup=project_of_job, summary="Get a job",
+        tags=["jobs"],
     )  # fmt: skip
     api.expose(
         "GET", "/jobs/{id:int}/events", to=internal, path="/internal/jobs/{id}/events",
-        scopes=["jobs:read"], summary="Job progress (text/event-stream)", tags=["jobs"],
+        scopes=["jobs:read"], resource_lookup=project_of_job,
+        summary="Job progress (text/event-stream)", tags=["jobs"],
     )  # fmt: skip
 
     @api.get("/models", scopes=["models:read"], summary="List models", tags=["models"])
@@ -189,6 +211,9 @@ def build_external_api(
         rows = db.query("SELECT * FROM models")
         serialize = lambda r: ModelOut.model_validate(r).model_dump()  # noqa: E731
         return paginate(rows, params, cursors, serialize=serialize).model_dump()
+
+    if webhooks is not None:
+        add_self_service_routes(api, webhooks)
 
     api.add_tool("renderfarm", farm_url, credential=farm_token, timeout=30, connect_timeout=5)
     api.expose(

@@ -19,6 +19,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance
 from starlette.applications import Starlette
 
 from extapi_kit._types import ASGIApp, Receive, Scope, Send
+from extapi_kit.webhooks import WebhookManager, webhook_store_from_url
 from tests.routing.test_schemathesis import CHECKS
 
 
@@ -79,6 +80,7 @@ def _document() -> dict[str, Any]:
         cursor_secret="x" * 32,
         farm_url="http://127.0.0.1:9",
         farm_token="x",
+        webhooks=WebhookManager(webhook_store_from_url("memory://")),
     )
     api.idempotency_enabled = True
     return api.openapi("v1")

@@ -101,14 +101,33 @@ def _internal_app(sample: Sample) -> Starlette:
         found = [a for a in ASSETS if a["id"] == request.path_params["asset_id"]]
         return JSONResponse(found[0]) if found else JSONResponse({"detail": "gone"}, 404)
 
+    async def approve(request: Request) -> Response:
+        sample.calls.append("internal:approve")
+        found = [a for a in ASSETS if a["id"] == request.path_params["asset_id"]]
+        if not found:
+            return JSONResponse({"detail": "gone"}, 404)
+        return JSONResponse({**found[0], "approved": True})
+
     return Starlette(
         routes=[
             Route("/projects/{project_id}", project),
             Route("/assets", assets),
             Route("/leaky", leaky),
             Route("/assets/{asset_id}", asset),
+            Route("/assets/{asset_id}/approve", approve, methods=["POST"]),
         ]
     )
+
+
+def asset_owner(sample: Sample) -> Any:
+    """The owner lookup of ``/assets/{asset_id}/...``: the asset's project, or None if missing."""
+
+    def lookup(values: Any) -> dict[str, Any] | None:
+        sample.calls.append("lookup")
+        found = [a for a in ASSETS if a["id"] == values["asset_id"]]
+        return {"projects": found[0]["project_id"]} if found else None
+
+    return lookup
 
 
 def make_api(sample: Sample) -> ExternalAPI:
@@ -189,6 +208,29 @@ def make_api(sample: Sample) -> ExternalAPI:
         path="/assets/{asset_id}",
         filter_field={"projects": "project_id"},
     )
+    # A write addressed by the object's own id: the response filter would come too late, so the
+    # owner lookup checks the asset's project before the internal service runs.
+    api.expose(
+        "POST",
+        "/svc/asset/{asset_id}/approve",
+        to=internal,
+        path="/assets/{asset_id}/approve",
+        resource_lookup=asset_owner(sample),
+    )
+    sync_lookup = asset_owner(sample)
+
+    async def async_lookup(values: Any) -> dict[str, Any] | None:
+        owners: dict[str, Any] | None = sync_lookup(values)
+        return owners
+
+    @api.post("/asset/{asset_id}/archive", resource_lookup=async_lookup)
+    async def archive(request: HandlerRequest) -> Any:
+        seen(request, "handler:archive")
+        found = [a for a in ASSETS if a["id"] == request.path_params["asset_id"]]
+        if not found:
+            raise _missing()
+        return {**found[0], "archived": True}
+
     return api
 
 
@@ -262,6 +304,30 @@ async def test_writes_under_or_naming_a_foreign_project_are_404() -> None:
         assert ok2.status_code == 200 and s.resource_ids[-1] == {"projects": "1"}
 
 
+async def test_owner_lookup_guards_writes_addressed_by_object_id() -> None:
+    """Z3 writes by object id: approving another project's asset is the missing-object 404 and
+    the internal service never runs; the lookup is skipped for unrestricted keys."""
+    s = make_sample()
+    _, key = await s.service.create("k", grants={"projects": ["1"]})
+    _, full = await s.service.create("full")
+    h = {"X-API-Key": key}
+    async with client(s.app) as c:
+        for url in ("/api/v1/svc/asset/{}/approve", "/api/v1/asset/{}/archive"):
+            s.calls.clear()
+            foreign = await c.post(url.format("a2x"), headers=h)
+            assert foreign.status_code == 404 and s.calls == ["lookup"]
+            missing = await c.post(url.format("nope"), headers=h)
+            assert same_404(foreign, missing)
+            s.calls.clear()
+            own = await c.post(url.format("a1y"), headers=h)
+            assert own.status_code == 200 and s.calls[0] == "lookup", own.text
+            assert s.calls[1] in ("internal:approve", "handler:archive")
+            s.calls.clear()
+            other = await c.post(url.format("a2x"), headers={"X-API-Key": full})
+            assert other.status_code == 200 and "lookup" not in s.calls
+        assert s.resource_ids[-2] == {"projects": "1"}  # recorded for the audit trail
+
+
 async def test_repeated_and_validated_query_values_are_all_checked() -> None:
     """Z3: `?project_id=1&project_id=3` is 404 for a key granted only 1 (parameter pollution)."""
     s = make_sample()
@@ -314,3 +380,21 @@ async def test_public_route_checks_grants_only_when_a_key_is_sent() -> None:
         assert (await c.get("/api/v1/public/projects/3")).status_code == 200
         r = await c.get("/api/v1/public/projects/3", headers={"X-API-Key": key})
         assert r.status_code == 404
+
+
+def test_openapi_documents_resource_routes() -> None:
+    """Integrators read in the document which parameters name resources and that a foreign id
+    is a 404 (never 403); routes without grants keep the plain 404 text."""
+    doc = make_api(Sample(app=None, service=None, clock=FakeClock())).openapi()  # type: ignore[arg-type]
+    op = doc["paths"]["/api/v1/projects/{project_id}"]["get"]
+    assert op["x-resource-grants"] == {"parameters": {"project_id": "projects"}}
+    assert "resource grants" in op["responses"]["404"]["description"]
+    assert "403" not in op["responses"] or "scope" in op["responses"]["403"]["description"]
+    approve = doc["paths"]["/api/v1/svc/asset/{asset_id}/approve"]["post"]
+    assert approve["x-resource-grants"] == {"owner_checked": True}
+    body = doc["paths"]["/api/v1/assets"]["post"]["x-resource-grants"]
+    assert body == {"body_fields": {"project_id": "projects"}}
+    listed = doc["paths"]["/api/v1/svc/assets"]["get"]["x-resource-grants"]
+    assert listed["filtered_by"] == {"projects": "project_id"}
+    leaky = doc["paths"]["/api/v1/svc/leaky"]["get"]["x-resource-grants"]
+    assert leaky == {"filtered_by": {"projects": "project_id"}}

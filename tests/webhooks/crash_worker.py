@@ -13,6 +13,7 @@ import sys
 # A SIGTERM that arrives while the process is still starting (before run_forever installs its
 # own handler, which then takes over) is a graceful stop too: nothing has been claimed yet.
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("ready", flush=True)  # the test sends signals only after this line
 
 from extapi_kit.webhooks import WebhookDispatcher, webhook_store_from_url  # noqa: E402
 from extapi_kit.webhooks.retry import RetryPolicy  # noqa: E402

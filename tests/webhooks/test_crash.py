@@ -25,9 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _start_worker(url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.webhooks.crash_worker", url, cwd=str(ROOT)
+    """Start a worker and return once its SIGTERM handler is installed (it prints a line then);
+    a SIGTERM sent earlier would hit the interpreter's default action, not the graceful stop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.webhooks.crash_worker",
+        url,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
     )
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
+    return proc
 
 
 @pytest.mark.parametrize(("backend", "n_events"), [("sqlite", 1000), ("redis", 300)])

@@ -13,6 +13,7 @@ import anyio
 from extapi_kit._types import ASGIApp, Receive, Scope, Send
 from extapi_kit._units import parse_size
 from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.routing.grants import ResourceLookup
 from extapi_kit.routing.matcher import compile_template
 from extapi_kit.routing.routes import Handler, Route
 from extapi_kit.routing.upstream import Tool
@@ -128,6 +129,7 @@ class ExternalAPI:
         resource_params: Mapping[str, str] | None = None,
         resource_body_fields: Mapping[str, str] | None = None,
         filter_field: Mapping[str, str] | None = None,
+        resource_lookup: ResourceLookup | None = None,
         ip_allow: Iterable[str] = (),
         include_in_schema: bool = True,
         operation_id: str | None = None,
@@ -166,6 +168,11 @@ class ExternalAPI:
             resource_body_fields: JSON body field -> resource type, checked like
                 ``resource_params`` (needs ``request_model``).
             filter_field: resource type -> item field; foreign items are dropped from answers.
+            resource_lookup: ``fn(path values) -> {resource type: id}`` (sync or async) naming
+                the resources that own the addressed object, e.g. the project of
+                ``/assets/{id}``; for a restricted key they are checked before the target runs
+                (a foreign owner answers 404, so writes on foreign objects never happen). Return
+                None when the object does not exist (also 404). Unrestricted keys skip it.
             ip_allow: per-route allowed networks.
             include_in_schema: list the route in the OpenAPI document.
             operation_id: OpenAPI operationId (default derived from method and path).
@@ -227,6 +234,7 @@ class ExternalAPI:
             resource_params=dict(resource_params) if resource_params else None,
             resource_body_fields=dict(resource_body_fields) if resource_body_fields else None,
             filter_field=dict(filter_field) if filter_field else None,
+            resource_lookup=resource_lookup,
             include_in_schema=include_in_schema,
             operation_id=operation_id,
         )

@@ -15,21 +15,32 @@ whose field is not granted (a second line of defence; the target should filter i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
+
+import anyio.to_thread
 
 from extapi_kit.context import Principal, RequestContext
 
 __all__ = [
     "GrantSpec",
+    "ResourceLookup",
     "allowed_ids",
     "check_body",
+    "check_lookup",
     "check_request",
     "compile_grants",
     "grant_predicate",
     "is_granted",
+]
+
+
+# fn(path values) -> {resource type: id or ids} owning the addressed object, or None (missing).
+ResourceLookup = Callable[
+    [Mapping[str, Any]], Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None
 ]
 
 
@@ -42,17 +53,19 @@ class GrantSpec:
         query: ``(query parameter, resource type)`` pairs.
         body: ``(JSON body field, resource type)`` pairs.
         filters: ``(resource type, item field)`` pairs for response filtering.
+        lookup: finds the resources owning the addressed object (checked before the target).
     """
 
     path: tuple[tuple[str, str], ...] = ()
     query: tuple[tuple[str, str], ...] = ()
     body: tuple[tuple[str, str], ...] = ()
     filters: tuple[tuple[str, str], ...] = ()
+    lookup: ResourceLookup | None = None
 
     @property
     def checks_request(self) -> bool:
-        """Whether the route declares any request parameter or body field."""
-        return bool(self.path or self.query or self.body)
+        """Whether the route declares any request parameter, body field or owner lookup."""
+        return bool(self.path or self.query or self.body or self.lookup)
 
 
 def compile_grants(
@@ -60,6 +73,7 @@ def compile_grants(
     resource_params: Mapping[str, str] | None,
     body_fields: Mapping[str, str] | None,
     filter_field: Mapping[str, str] | None,
+    lookup: ResourceLookup | None = None,
 ) -> GrantSpec | None:
     """Split a route's declarations into path, query, body and filter checks.
 
@@ -68,6 +82,7 @@ def compile_grants(
         resource_params: parameter name -> resource type (path parameters, else query).
         body_fields: top-level JSON body field -> resource type.
         filter_field: resource type -> field of returned items.
+        lookup: the route's owner lookup.
     """
     names = set(path_params)
     params = dict(resource_params or {})
@@ -76,6 +91,7 @@ def compile_grants(
         query=tuple((n, t) for n, t in params.items() if n not in names),
         body=tuple(dict(body_fields or {}).items()),
         filters=tuple(dict(filter_field or {}).items()),
+        lookup=lookup,
     )
     return spec if spec.checks_request or spec.filters else None
 
@@ -182,6 +198,39 @@ def check_request(
             for name, kind in spec.query:
                 if getattr(query, name, None) is not None:
                     ok = ok and is_granted(p, kind, getattr(query, name))
+    return ok
+
+
+def _restricted(principal: Principal | None) -> bool:
+    return principal is not None and any("*" not in ids for ids in principal.grants.values())
+
+
+async def check_lookup(spec: GrantSpec, ctx: RequestContext, values: Mapping[str, Any]) -> bool:
+    """Run the route's owner lookup for a restricted key and check what it names.
+
+    Unrestricted keys skip the lookup (no extra query on their requests). A lookup that returns
+    None (no such object) fails the check: the answer is the same 404 the target would give.
+
+    Args:
+        spec: the route's grant declarations (``spec.lookup`` set).
+        ctx: the request context (principal read, resource ids recorded).
+        values: the path values (validated by ``path_model`` when the route has one).
+    """
+    fn = spec.lookup
+    if fn is None or not _restricted(ctx.principal):
+        return True
+    if inspect.iscoroutinefunction(fn):
+        owners = await fn(values)
+    else:
+        owners = await anyio.to_thread.run_sync(fn, values)
+        if inspect.isawaitable(owners):
+            owners = await owners
+    if owners is None:
+        return False
+    ok = True
+    for kind, value in owners.items():
+        _record(ctx, kind, value)
+        ok = ok and is_granted(ctx.principal, kind, value)
     return ok
 
 

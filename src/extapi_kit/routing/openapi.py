@@ -192,8 +192,36 @@ def _operation(route: Route, method: str, api: ExternalAPI, schemas: _Schemas) -
                 "description": "Seconds to wait",
                 "schema": {"type": "integer"},
             }
-        op["responses"][code] = _problem_response(_ERRORS[code], headers)
+        text = _ERRORS[code]
+        if code == "404" and route.grants is not None:
+            text = _GRANT_404
+        op["responses"][code] = _problem_response(text, headers)
+    if route.grants is not None:
+        op["x-resource-grants"] = _grant_extension(route)
     return op
+
+
+_GRANT_404 = (
+    "Not found, or outside the key's resource grants (the same answer either way, never 403)"
+)
+
+
+def _grant_extension(route: Route) -> dict[str, Any]:
+    """Describe a route's resource declarations (``x-resource-grants``) for integrators."""
+    spec = route.grants
+    out: dict[str, Any] = {}
+    if spec is None:
+        return out
+    params = {n: t for n, t in (*spec.path, *spec.query)}
+    if params:
+        out["parameters"] = params
+    if spec.body:
+        out["body_fields"] = dict(spec.body)
+    if spec.filters:
+        out["filtered_by"] = dict(spec.filters)
+    if spec.lookup is not None:
+        out["owner_checked"] = True
+    return out
 
 
 def _operation_id(method: str, template: str) -> str:

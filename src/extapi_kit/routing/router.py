@@ -25,7 +25,7 @@ from extapi_kit.routing.grant_filter import (
     restrictions,
     uniform_not_found,
 )
-from extapi_kit.routing.grants import GrantSpec, check_body, check_request
+from extapi_kit.routing.grants import GrantSpec, check_body, check_lookup, check_request
 from extapi_kit.routing.handlers import HandlerRequest, call_handler
 from extapi_kit.routing.matcher import Matcher
 from extapi_kit.routing.routes import Route, RouteEntry
@@ -173,6 +173,9 @@ class RegistryRouter:
             if (spec.path or spec.query) and not check_request(
                 spec, ctx, params, path_values, scope.get("query_string", b""), query
             ):
+                await send_problem(send, "not-found", scope=scope)
+                return
+            if spec.lookup is not None and not await check_lookup(spec, ctx, path_values):
                 await send_problem(send, "not-found", scope=scope)
                 return
             send = _grant_send(spec, ctx, scope, send)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from extapi_kit._types import ASGIApp
 from extapi_kit.context import RouteSettings
-from extapi_kit.routing.grants import GrantSpec, compile_grants
+from extapi_kit.routing.grants import GrantSpec, ResourceLookup, compile_grants
 from extapi_kit.routing.validation import multi_fields
 
 __all__ = ["Route", "RouteEntry", "deprecation_headers"]
@@ -101,6 +101,7 @@ class Route:
     resource_params: Mapping[str, str] | None = None
     resource_body_fields: Mapping[str, str] | None = None
     filter_field: Mapping[str, str] | None = None
+    resource_lookup: ResourceLookup | None = None
     include_in_schema: bool = True
     operation_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -123,6 +124,7 @@ class Route:
             self.resource_params,
             self.resource_body_fields,
             self.filter_field,
+            self.resource_lookup,
         )
         if self.request_model is not None:
             self.request_adapter = TypeAdapter(self.request_model)

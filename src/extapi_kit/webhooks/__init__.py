@@ -4,7 +4,8 @@ Publish with :meth:`WebhookDispatcher.publish` (or :func:`publish_in_transaction
 SQLite transaction); the dispatcher leases due deliveries from a :class:`WebhookStore`
 (``memory://``, ``sqlite:///``, ``redis://``), signs, sends through the SSRF guard, records every
 attempt and retries on a schedule. Manage endpoints with :class:`WebhookManager` or the
-``extapi-kit webhooks`` CLI.
+``extapi-kit webhooks`` CLI. Endpoints registered by a resource-scoped key receive only events
+about its resources (:mod:`extapi_kit.webhooks.scoping`, :class:`KeyGrants`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from extapi_kit.webhooks.models import (
 )
 from extapi_kit.webhooks.outbox import publish_event, publish_in_transaction
 from extapi_kit.webhooks.retry import RetryPolicy
+from extapi_kit.webhooks.scoping import KeyGrants
 from extapi_kit.webhooks.sender import AttemptResult, WebhookSender
 from extapi_kit.webhooks.signing import Webhook, generate_secret, signature_headers, verify
 from extapi_kit.webhooks.ssrf import URLGuard
@@ -37,6 +39,7 @@ __all__ = [
     "Event",
     "EventCatalogue",
     "EventType",
+    "KeyGrants",
     "RetryPolicy",
     "TestResult",
     "URLGuard",

@@ -7,7 +7,8 @@ only ever see documented shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -26,12 +27,15 @@ class EventType:
         description: what happened, for the docs and the admin console.
         schema: a pydantic model the ``data`` must match (None = any JSON object).
         version: the payload version (bump on breaking changes).
+        resource_fields: payload field -> resource type (``{"project_id": "projects"}``): the
+            resources the event is about, which decide the scoped endpoints that receive it.
     """
 
     name: str
     description: str = ""
     schema: type[BaseModel] | None = None
     version: str = "1"
+    resource_fields: Mapping[str, str] = field(default_factory=dict)
 
     def json_schema(self) -> dict[str, Any] | None:
         """Return the JSON Schema of ``data``, or None without a schema."""
@@ -76,6 +80,7 @@ class EventCatalogue:
         *,
         schema: type[BaseModel] | None = None,
         version: str = "1",
+        resource_fields: Mapping[str, str] | None = None,
     ) -> EventType:
         """Register an event type by its fields.
 
@@ -84,8 +89,9 @@ class EventCatalogue:
             description: what it means.
             schema: the pydantic model of ``data``.
             version: the payload version.
+            resource_fields: payload field -> resource type, naming the event's resources.
         """
-        return self.add(EventType(name, description, schema, version))
+        return self.add(EventType(name, description, schema, version, dict(resource_fields or {})))
 
     def get(self, name: str) -> EventType | None:
         """Return the registered type, or None.

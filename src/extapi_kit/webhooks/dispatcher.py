@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from extapi_kit.webhooks.catalogue import EventCatalogue
 from extapi_kit.webhooks.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from extapi_kit.webhooks.outbox import EndpointCache, build_event, deliveries_for
 from extapi_kit.webhooks.retry import RetryPolicy
+from extapi_kit.webhooks.scoping import GrantsResolver, fanout_grants, gate_attempt
 from extapi_kit.webhooks.signing import signature_headers
 from extapi_kit.webhooks.store import WebhookStore
 
@@ -71,6 +72,11 @@ class WebhookDispatcher:
         endpoint_cache_ttl: seconds an endpoint read from the store is reused.
         catalogue: if given, every publish is checked against it.
         owner: this dispatcher's lease-owner id (default: host, pid and a random suffix).
+        key_grants: resolves an endpoint's ``key_id`` to that key's current grants (for example
+            ``KeyGrants(key_service)``); endpoints registered by a resource-scoped key then only
+            receive events about its resources (:mod:`extapi_kit.webhooks.scoping`).
+        resource_fields: payload field -> resource type (``{"project_id": "projects"}``), read
+            into ``Event.resources`` when a publish does not name its resources.
     """
 
     def __init__(
@@ -91,6 +97,8 @@ class WebhookDispatcher:
         endpoint_cache_ttl: float = 1.0,
         catalogue: EventCatalogue | None = None,
         owner: str | None = None,
+        key_grants: GrantsResolver | None = None,
+        resource_fields: Mapping[str, str] | None = None,
     ) -> None:
         if concurrency < 1 or per_endpoint_concurrency < 1:
             raise ConfigurationError("concurrency limits must be at least 1")
@@ -110,6 +118,8 @@ class WebhookDispatcher:
         self._on_disabled = on_endpoint_disabled
         self._operational = operational_events
         self.catalogue = catalogue
+        self.key_grants = key_grants
+        self.resource_fields = dict(resource_fields or {})
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.endpoints = EndpointCache(store, ttl=endpoint_cache_ttl)
         self._queues: dict[str, deque[tuple[Delivery, Event]]] = {}
@@ -131,7 +141,12 @@ class WebhookDispatcher:
     # -- publishing --------------------------------------------------------------------------
 
     async def publish(
-        self, type: str, data: dict[str, Any], *, event_id: str | None = None
+        self,
+        type: str,
+        data: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        resources: Mapping[str, Iterable[Any]] | None = None,
     ) -> Event:
         """Store an event and one delivery per matching enabled endpoint, then return it.
 
@@ -142,14 +157,28 @@ class WebhookDispatcher:
             type: the event type.
             data: the JSON payload.
             event_id: an id of your own (``evt_...`` generated if omitted).
+            resources: the resources it is about (``{"projects": [7]}``); default: read from
+                ``data`` by the catalogue type's or the dispatcher's ``resource_fields``.
         """
+        fields = self.resource_fields
         if self.catalogue is not None and type != DISABLED_EVENT:
             data = self.catalogue.validate(type, data)
-        event = build_event(type, data, event_id=event_id, now=self.clock())
+            declared = self.catalogue.get(type)
+            if declared is not None and declared.resource_fields:
+                fields = {**fields, **declared.resource_fields}
+        event = build_event(
+            type,
+            data,
+            event_id=event_id,
+            now=self.clock(),
+            resources=resources,
+            resource_fields=fields,
+        )
         with telemetry.tracer().start_as_current_span("webhooks.publish") as span:
             span.set_attribute("webhook.event_type", type)
-            endpoints = await self.endpoints.all()
-            deliveries = deliveries_for(event, endpoints, now=event.timestamp)
+            endpoints = [e for e in await self.endpoints.all() if e.accepts(type)]
+            grants = await fanout_grants(endpoints, self.key_grants)
+            deliveries = deliveries_for(event, endpoints, now=event.timestamp, grants=grants)
             if not await self.store.publish(event, deliveries):
                 return await self.store.get_event(event.id)
         telemetry.counter("extapi.webhooks.published", "events published").add(1, {"type": type})
@@ -413,6 +442,10 @@ class WebhookDispatcher:
             await store.finish(delivery, None, owner=self.owner, status=DeliveryStatus.FAILED)
             return
         now = self.clock()
+        if not await gate_attempt(
+            self.store, self.owner, delivery, event, endpoint, self.key_grants, now
+        ):
+            return
         body = encode_body(event)
         headers = signature_headers(endpoint.signing_secrets(now), delivery.id, int(now), body)
         headers["content-type"] = "application/json"

@@ -9,11 +9,13 @@ times ``1/rate`` seconds apart instead of all landing at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from extapi_kit.context import Principal
 from extapi_kit.exceptions import ConfigurationError, ConflictError
+from extapi_kit.keys._validation import check_grants
 from extapi_kit.webhooks.models import (
     Attempt,
     Delivery,
@@ -22,6 +24,7 @@ from extapi_kit.webhooks.models import (
     EndpointSecret,
     Event,
 )
+from extapi_kit.webhooks.scoping import covers, intersect
 from extapi_kit.webhooks.signing import generate_secret, signature_headers
 from extapi_kit.webhooks.ssrf import URLGuard
 from extapi_kit.webhooks.store import WebhookStore
@@ -93,6 +96,9 @@ class WebhookManager:
         max_concurrency: int | None = None,
         metadata: dict[str, str] | None = None,
         owner: str | None = None,
+        grants: Mapping[str, Iterable[str]] | None = None,
+        key_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Endpoint:
         """Register an endpoint with a new secret (show ``endpoint.secrets[0].value`` once).
 
@@ -103,10 +109,24 @@ class WebhookManager:
             rate_limit: deliveries per second at most.
             max_concurrency: in-flight cap.
             metadata: free key/value data.
-            owner: an owner id for resource scoping.
+            owner: an owner (tenant) id, for listing.
+            grants: resource grants limiting the events it receives (type -> ids).
+            key_id: the API key it belongs to (its current grants apply too when the
+                dispatcher has ``key_grants``).
+            principal: the verified key registering it (self-service): sets ``key_id`` and
+                ``owner`` and copies the key's restricted grants, so the endpoint stays scoped
+                even where the dispatcher has no ``key_grants``.
         """
         self.guard.check_syntax(url)
         _check_limits(rate_limit, max_concurrency)
+        scoped = check_grants(grants) if grants is not None else None
+        if principal is not None:
+            key_id = principal.key_id
+            owner = owner if owner is not None else principal.owner
+            mine = {k: tuple(v) for k, v in principal.grants.items() if "*" not in v}
+            if mine:
+                merged = intersect(scoped, mine) or {}
+                scoped = {k: tuple(sorted(v)) for k, v in merged.items()}
         now = self.clock()
         endpoint = Endpoint(
             url=url,
@@ -117,20 +137,29 @@ class WebhookManager:
             max_concurrency=max_concurrency,
             metadata=dict(metadata or {}),
             owner=owner,
+            grants=None if scoped is None else {k: list(v) for k, v in scoped.items()},
+            key_id=key_id,
             created_at=now,
             allow_loopback=self.guard.allow_loopback,
         )
         await self.store.add_endpoint(endpoint)
         return endpoint
 
-    async def list_endpoints(self, *, owner: str | None = None) -> list[Endpoint]:
+    async def list_endpoints(
+        self, *, owner: str | None = None, key_id: str | None = None
+    ) -> list[Endpoint]:
         """Return endpoints, oldest first.
 
         Args:
             owner: only this owner's.
+            key_id: only those registered by this key.
         """
         endpoints = await self.store.list_endpoints()
-        return [e for e in endpoints if owner is None or e.owner == owner]
+        return [
+            e
+            for e in endpoints
+            if (owner is None or e.owner == owner) and (key_id is None or e.key_id == key_id)
+        ]
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         """Return one endpoint (NotFoundError if missing).
@@ -151,6 +180,7 @@ class WebhookManager:
         rate_limit: float | None = _UNSET,
         max_concurrency: int | None = _UNSET,
         metadata: dict[str, str] | None = None,
+        grants: Mapping[str, Iterable[str]] | None = _UNSET,
     ) -> Endpoint:
         """Change an endpoint; enabling it clears the disabled reason and the failure clock.
 
@@ -163,8 +193,15 @@ class WebhookManager:
             rate_limit: new rate (None removes it).
             max_concurrency: new cap (None removes it).
             metadata: new metadata.
+            grants: new resource grants (None removes them: unrestricted, apart from the
+                owning key's grants).
         """
         changes: dict[str, Any] = {}
+        if grants is not _UNSET:
+            checked = None if grants is None else check_grants(grants)
+            changes["grants"] = (
+                None if checked is None else {k: list(v) for k, v in checked.items()}
+            )
         if url is not None:
             self.guard.check_syntax(url)
             changes["url"] = url
@@ -325,7 +362,10 @@ class WebhookManager:
             How many deliveries were created.
         """
         step = await self._pacing(to_endpoint)
-        events = await self.store.list_events(type=event_type, since=since, limit=limit)
+        endpoint = await self.store.get_endpoint(to_endpoint)
+        listed = await self.store.list_events(type=event_type, since=since, limit=limit)
+        # The endpoint's own grants here; the owning key's are checked before each attempt.
+        events = [e for e in listed if covers(endpoint.grants, e.resources)]
         now = self.clock()
         new = [
             Delivery(event_id=e.id, endpoint_id=to_endpoint, next_attempt_at=now + i * step,

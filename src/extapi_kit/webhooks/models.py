@@ -85,7 +85,11 @@ class Endpoint(BaseModel):
         rate_limit: at most this many deliveries per second (None = unlimited).
         max_concurrency: in-flight cap for this endpoint (None = the dispatcher's default).
         metadata: free key/value data.
-        owner: an optional owner (API key id or tenant) for resource scoping.
+        owner: an optional owner (tenant) id, for listing and filtering.
+        grants: resource grants limiting which events it receives (type -> ids, ``"*"`` = all;
+            None = unrestricted); see :mod:`extapi_kit.webhooks.scoping`.
+        key_id: the API key that registered it; with ``key_grants`` on the dispatcher, that
+            key's current grants apply too (a revoked key's endpoints receive nothing).
         created_at: epoch seconds.
         failing_since: first failure of the current unbroken run of failures (None = healthy).
         allow_loopback: registered with loopback allowed (tests and local demos only).
@@ -102,6 +106,8 @@ class Endpoint(BaseModel):
     max_concurrency: int | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     owner: str | None = None
+    grants: dict[str, list[str]] | None = None
+    key_id: str | None = None
     created_at: float = Field(default_factory=time.time)
     failing_since: float | None = None
     allow_loopback: bool = False
@@ -131,6 +137,8 @@ class Event(BaseModel):
         type: the event type (``"job.completed"``).
         timestamp: when it happened (epoch seconds).
         data: the JSON payload.
+        resources: the resources it is about (type -> ids), which decide the scoped endpoints
+            that may receive it; not part of the body sent.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -139,6 +147,7 @@ class Event(BaseModel):
     type: str
     timestamp: float = Field(default_factory=time.time)
     data: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, list[str]] = Field(default_factory=dict)
 
     def envelope(self) -> dict[str, Any]:
         """Return the JSON body sent to receivers: ``{"type", "timestamp", "data"}``."""

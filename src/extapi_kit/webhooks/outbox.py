@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from extapi_kit.exceptions import ConfigurationError, NotFoundError
 from extapi_kit.webhooks.models import Delivery, Endpoint, Event, new_id
+from extapi_kit.webhooks.scoping import Grants, check_resources, covers, resources_from
 from extapi_kit.webhooks.store import WebhookStore
 
 __all__ = ["EndpointCache", "publish_event", "publish_in_transaction"]
 
 
-def build_event(type: str, data: Any, *, event_id: str | None, now: float) -> Event:
+def build_event(
+    type: str,
+    data: Any,
+    *,
+    event_id: str | None,
+    now: float,
+    resources: Mapping[str, Iterable[Any]] | None = None,
+    resource_fields: Mapping[str, str] | None = None,
+) -> Event:
     """Validate the arguments of a publish and return the event.
 
     Args:
@@ -30,26 +39,42 @@ def build_event(type: str, data: Any, *, event_id: str | None, now: float) -> Ev
         data: the payload (a dict).
         event_id: an id of the caller's, or None.
         now: the event timestamp.
+        resources: the resources it is about (type -> ids), given by the caller.
+        resource_fields: payload field -> resource type, read when ``resources`` is None.
     """
     if not isinstance(type, str) or not type or len(type) > 200:
         raise ConfigurationError("event type must be a non-empty string of at most 200 characters")
     if not isinstance(data, dict):
         raise ConfigurationError("event data must be a JSON object (dict)")
-    return Event(id=event_id or new_id("evt"), type=type, timestamp=now, data=data)
+    if resources is not None:
+        named = check_resources(resources)
+    else:
+        named = resources_from(data, resource_fields) if resource_fields else {}
+    return Event(id=event_id or new_id("evt"), type=type, timestamp=now, data=data, resources=named)
 
 
-def deliveries_for(event: Event, endpoints: Sequence[Endpoint], *, now: float) -> list[Delivery]:
-    """Return one delivery, due now, per enabled endpoint subscribed to the event's type.
+def deliveries_for(
+    event: Event,
+    endpoints: Sequence[Endpoint],
+    *,
+    now: float,
+    grants: Mapping[str, Grants | None] | None = None,
+) -> list[Delivery]:
+    """Return one delivery, due now, per enabled endpoint subscribed to the event and allowed it.
 
     Args:
         event: the event.
         endpoints: every endpoint.
         now: the current epoch time.
+        grants: endpoint id -> effective grants (absent: the endpoint's own ``grants``).
     """
+    resolved = grants or {}
     return [
         Delivery(event_id=event.id, endpoint_id=e.id, next_attempt_at=now, created_at=now)
         for e in endpoints
-        if e.enabled and e.accepts(event.type)
+        if e.enabled
+        and e.accepts(event.type)
+        and covers(resolved.get(e.id, e.grants), event.resources)
     ]
 
 
@@ -60,8 +85,12 @@ async def publish_event(
     *,
     event_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    resources: Mapping[str, Iterable[Any]] | None = None,
 ) -> Event:
     """Store an event and its deliveries without a dispatcher in this process (a worker sends).
+
+    Endpoints are filtered by their own grants here; the dispatcher that sends checks the
+    owning keys' current grants before each attempt.
 
     Args:
         store: the webhook store.
@@ -69,8 +98,9 @@ async def publish_event(
         data: the JSON payload.
         event_id: an id of your own; publishing it twice is a no-op.
         clock: returns epoch seconds.
+        resources: the resources the event is about (type -> ids).
     """
-    event = build_event(type, data, event_id=event_id, now=clock())
+    event = build_event(type, data, event_id=event_id, now=clock(), resources=resources)
     deliveries = deliveries_for(event, await store.list_endpoints(), now=event.timestamp)
     if not await store.publish(event, deliveries):
         return await store.get_event(event.id)
@@ -84,6 +114,7 @@ def publish_in_transaction(
     *,
     event_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    resources: Mapping[str, Iterable[Any]] | None = None,
 ) -> Event:
     """Write an event and its deliveries in the caller's open SQLite transaction (no commit).
 
@@ -96,6 +127,7 @@ def publish_in_transaction(
         data: the JSON payload.
         event_id: an id of your own; writing it twice is a no-op.
         clock: returns epoch seconds.
+        resources: the resources the event is about (type -> ids).
     """
     from extapi_kit.webhooks.store_sqlite import ensure_schema, insert_event, load_endpoints
 
@@ -103,12 +135,12 @@ def publish_in_transaction(
         raise ConfigurationError(
             "publish_in_transaction needs an open transaction (execute BEGIN or a write first)"
         )
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'extapi_webhook_deliveries'"
+    current = conn.execute(
+        "SELECT 1 FROM pragma_table_info('extapi_webhook_events') WHERE name = 'resources'"
     ).fetchone()
-    if exists is None:
+    if current is None:  # no tables yet, or tables from before events named resources
         ensure_schema(conn)
-    event = build_event(type, data, event_id=event_id, now=clock())
+    event = build_event(type, data, event_id=event_id, now=clock(), resources=resources)
     insert_event(conn, event, deliveries_for(event, load_endpoints(conn), now=event.timestamp))
     return event
 

@@ -28,7 +28,8 @@ _P = "extapi_webhook"
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_P}_endpoints (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS {_P}_events (
-    id TEXT PRIMARY KEY, type TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL);
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL,
+    resources TEXT);
 CREATE INDEX IF NOT EXISTS {_P}_events_type ON {_P}_events(type, timestamp);
 CREATE INDEX IF NOT EXISTS {_P}_events_ts ON {_P}_events(timestamp);
 CREATE TABLE IF NOT EXISTS {_P}_deliveries (
@@ -60,6 +61,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    columns = {r[1] for r in conn.execute(f"PRAGMA table_info({_P}_events)").fetchall()}
+    if "resources" not in columns:  # a database written before events named their resources
+        conn.execute(f"ALTER TABLE {_P}_events ADD COLUMN resources TEXT")
 
 
 def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
@@ -68,7 +72,10 @@ def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
 
 
 def _event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
-    return Event(id=row[0], type=row[1], timestamp=row[2], data=json.loads(row[3]))
+    resources = json.loads(row[4]) if row[4] else {}
+    return Event(
+        id=row[0], type=row[1], timestamp=row[2], data=json.loads(row[3]), resources=resources
+    )
 
 
 def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
@@ -92,8 +99,15 @@ def insert_event(conn: sqlite3.Connection, event: Event, deliveries: Sequence[De
         deliveries: its deliveries.
     """
     cur = conn.execute(
-        f"INSERT OR IGNORE INTO {_P}_events (id, type, timestamp, data) VALUES (?,?,?,?)",
-        (event.id, event.type, event.timestamp, json.dumps(event.data, separators=(",", ":"))),
+        f"INSERT OR IGNORE INTO {_P}_events (id, type, timestamp, data, resources)"
+        " VALUES (?,?,?,?,?)",
+        (
+            event.id,
+            event.type,
+            event.timestamp,
+            json.dumps(event.data, separators=(",", ":")),
+            json.dumps(event.resources, separators=(",", ":")) if event.resources else None,
+        ),
     )
     if cur.rowcount == 0:
         return False
@@ -256,7 +270,8 @@ class SQLiteWebhookStore:
     async def get_event(self, event_id: str) -> Event:
         row = await self._run(
             lambda c: c.execute(
-                f"SELECT id, type, timestamp, data FROM {_P}_events WHERE id = ?", (event_id,)
+                f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE id = ?",
+                (event_id,),
             ).fetchone()
         )
         if row is None:
@@ -266,7 +281,7 @@ class SQLiteWebhookStore:
     async def list_events(
         self, *, type: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[Event]:
-        sql = f"SELECT id, type, timestamp, data FROM {_P}_events WHERE timestamp >= ?"
+        sql = f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE timestamp >= ?"
         params: list[Any] = [since if since is not None else float("-inf")]
         if type is not None:
             sql += " AND type = ?"
@@ -318,7 +333,7 @@ class SQLiteWebhookStore:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 for r in c.execute(
-                    f"SELECT id, type, timestamp, data FROM {_P}_events WHERE id IN"
+                    f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE id IN"
                     f" ({','.join('?' * len(chunk))})",
                     chunk,
                 ):

@@ -1,0 +1,322 @@
+"""Resource scoping of webhooks: a tenant's endpoint only receives events about its resources.
+
+Route grants (:mod:`extapi_kit.routing.grants`) stop a project-7 key from *reading* project 9;
+this module stops the same key's webhook endpoint from being *sent* project 9's events (OWASP
+API1 over webhooks, case Z3).
+
+- An event names the resources it is about: ``Event.resources``, e.g. ``{"projects": ["9"]}``,
+  given to ``publish(..., resources=...)`` or taken from its payload by declared fields
+  (``resource_fields={"project_id": "projects"}`` on the dispatcher or on the catalogue type).
+- An endpoint is restricted by its own ``grants`` (set by an operator, or copied from the key
+  that registered it) and, when it carries ``key_id`` and the dispatcher has ``key_grants``, by
+  that key's *current* grants: a narrowed or revoked key narrows or stops its endpoints within
+  the resolver's cache time, rotation follows the successor key.
+- The rule (fail closed): an endpoint restricted on some resource types receives an event only
+  when the event names at least one resource of those types and every named resource is
+  granted. An event that does not say whose data it carries never reaches a scoped endpoint.
+
+The check runs twice: when an event is fanned out (no delivery is created for an endpoint that may
+not see it) and again right before each attempt (grants may have changed since, and deliveries
+written by :func:`~extapi_kit.webhooks.outbox.publish_event` or a replay were not checked
+against the key's live grants).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from extapi_kit import telemetry
+from extapi_kit.exceptions import ConfigurationError, NotFoundError
+from extapi_kit.webhooks.models import Delivery, DeliveryStatus, Endpoint, Event
+
+if TYPE_CHECKING:
+    from extapi_kit.keys.service import KeyService
+    from extapi_kit.webhooks.store import WebhookStore
+
+logger = logging.getLogger("extapi_kit.webhooks")
+
+__all__ = [
+    "DENY",
+    "Grants",
+    "GrantsResolver",
+    "KeyGrants",
+    "check_resources",
+    "covers",
+    "effective_grants",
+    "fanout_grants",
+    "gate_attempt",
+    "resources_from",
+]
+
+Grants = Mapping[str, Collection[str]]
+GrantsResolver = Callable[[str], Awaitable[Grants | None]]
+
+# Grants that allow nothing: a revoked, expired or unknown owning key.
+DENY: Grants = {"": ()}
+
+# Rotation successors followed at most (a chain longer than this is treated as unknown).
+_MAX_ROTATIONS = 8
+_MAX_IDS = 100
+# When the key store cannot be read before an attempt, the delivery waits this long (no attempt).
+GRANTS_RETRY_SECONDS = 30.0
+
+
+def check_resources(resources: Mapping[str, Iterable[Any]] | None) -> dict[str, list[str]]:
+    """Validate and normalise an event's resources to ``{type: [id as str, ...]}``.
+
+    Args:
+        resources: resource type -> ids (ints or strings); None means none.
+
+    Raises:
+        ConfigurationError: a bad type name, id, or too many ids.
+    """
+    out: dict[str, list[str]] = {}
+    for kind, ids in (resources or {}).items():
+        if not isinstance(kind, str) or not kind or len(kind) > 64:
+            raise ConfigurationError("resource types are strings of 1-64 characters")
+        if isinstance(ids, str | int):
+            ids = [ids]
+        values = [_id_text(v) for v in ids]
+        if len(values) > _MAX_IDS:
+            raise ConfigurationError(f"at most {_MAX_IDS} ids per resource type on one event")
+        if values:
+            out[kind] = sorted(set(values))
+    return out
+
+
+def _id_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigurationError("resource ids are strings or integers")
+    text = str(value)
+    if not text or len(text) > 200 or text == "*":
+        raise ConfigurationError("resource ids are 1-200 characters and never '*'")
+    return text
+
+
+def resources_from(data: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, list[str]]:
+    """Read resource ids out of an event payload by declared fields.
+
+    Args:
+        data: the event payload.
+        fields: payload field -> resource type; a dotted path reaches into objects
+            (``"project.id"``); a list value names several ids. Missing fields are skipped.
+    """
+    found: dict[str, list[Any]] = {}
+    for path, kind in fields.items():
+        value: Any = data
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        found.setdefault(kind, []).extend(values)
+    return check_resources(found)
+
+
+def _restricted(grants: Grants) -> dict[str, Collection[str]]:
+    return {k: v for k, v in grants.items() if "*" not in v}
+
+
+def covers(grants: Grants | None, resources: Mapping[str, Collection[str]]) -> bool:
+    """Return whether an endpoint with ``grants`` may receive an event about ``resources``.
+
+    Args:
+        grants: type -> granted ids (``"*"`` = all; a type absent = unrestricted); None or an
+            empty mapping = unrestricted.
+        resources: the event's resources.
+    """
+    if not grants:
+        return True
+    restricted = _restricted(grants)
+    if not restricted:
+        return True
+    named = False
+    for kind, ids in resources.items():
+        allowed = restricted.get(kind)
+        if allowed is None:
+            continue
+        named = True
+        if not all(i in allowed for i in ids):
+            return False
+    return named
+
+
+def intersect(a: Grants | None, b: Grants | None) -> Grants | None:
+    """Return grants allowing what both ``a`` and ``b`` allow (None = unrestricted).
+
+    Args:
+        a: one set of grants.
+        b: the other.
+    """
+    if not a:
+        return b
+    if not b:
+        return a
+    out: dict[str, Collection[str]] = {}
+    for kind in set(a) | set(b):
+        x, y = a.get(kind), b.get(kind)
+        if x is None or "*" in x:
+            out[kind] = y if y is not None else x or ()
+        elif y is None or "*" in y:
+            out[kind] = x
+        else:
+            out[kind] = frozenset(x) & frozenset(y)
+    return out
+
+
+async def effective_grants(endpoint: Endpoint, resolver: GrantsResolver | None) -> Grants | None:
+    """Return the grants that apply to ``endpoint`` now (None = unrestricted).
+
+    Args:
+        endpoint: the endpoint (its own ``grants`` and its ``key_id``).
+        resolver: returns a key's current grants (None for a key that may not act); without
+            one, only the endpoint's own grants apply.
+    """
+    own: Grants | None = endpoint.grants
+    if endpoint.key_id is None or resolver is None:
+        return own
+    key = await resolver(endpoint.key_id)
+    return DENY if key is None else intersect(own, key)
+
+
+async def fanout_grants(
+    endpoints: Sequence[Endpoint], resolver: GrantsResolver | None
+) -> dict[str, Grants | None]:
+    """Return endpoint id -> effective grants for the key-owned endpoints of a fan-out.
+
+    An endpoint whose key cannot be read now keeps its own grants here (its delivery is created
+    and checked again before the attempt), so a key-store outage never loses an event.
+
+    Args:
+        endpoints: the endpoints subscribed to the event.
+        resolver: the key grants resolver, or None.
+    """
+    out: dict[str, Grants | None] = {}
+    if resolver is None:
+        return out
+    for e in endpoints:
+        if e.key_id is not None:
+            try:
+                out[e.id] = await effective_grants(e, resolver)
+            except Exception:
+                logger.warning("webhook endpoint %s: could not read its key's grants", e.id)
+    return out
+
+
+async def gate_attempt(
+    store: WebhookStore,
+    owner: str,
+    delivery: Delivery,
+    event: Event,
+    endpoint: Endpoint,
+    resolver: GrantsResolver | None,
+    now: float,
+) -> bool:
+    """Check an endpoint's grants right before an attempt; end or postpone the delivery if not.
+
+    Returns True when the attempt may go ahead. Otherwise the delivery is cancelled (no longer
+    granted) or, when the key store cannot be read, made due again later without an attempt.
+
+    Args:
+        store: the webhook store (the delivery is leased by ``owner``).
+        owner: the dispatcher's lease-owner id.
+        delivery: the leased delivery.
+        event: its event.
+        endpoint: its endpoint.
+        resolver: the key grants resolver, or None.
+        now: the current epoch time.
+    """
+    if endpoint.grants is None and (endpoint.key_id is None or resolver is None):
+        return True
+    try:
+        grants = await effective_grants(endpoint, resolver)
+    except Exception:
+        logger.warning("webhook %s: could not read the owning key's grants", delivery.id)
+        await store.finish(
+            delivery,
+            None,
+            owner=owner,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now + GRANTS_RETRY_SECONDS,
+        )
+        return False
+    if covers(grants, event.resources):
+        return True
+    telemetry.counter("extapi.webhooks.not_granted", "deliveries ended by grants").add(1)
+    logger.info("webhook %s cancelled: endpoint %s is not granted", delivery.id, endpoint.id)
+    await store.finish(delivery, None, owner=owner, status=DeliveryStatus.CANCELLED)
+    return False
+
+
+class KeyGrants:
+    """A :data:`GrantsResolver` over a :class:`~extapi_kit.keys.KeyService`, cached for ``ttl``.
+
+    A key that is revoked, expired or unknown resolves to None (its endpoints receive nothing);
+    a rotated key resolves through its successor, so rotating a key keeps its webhooks.
+
+    Args:
+        keys: the key service.
+        ttl: seconds an answer is reused (a grant change applies within this time).
+        clock: returns epoch seconds (key status).
+    """
+
+    def __init__(
+        self, keys: KeyService, *, ttl: float = 5.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        if ttl < 0:
+            raise ConfigurationError("ttl must not be negative")
+        self.keys = keys
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[float, Grants | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"KeyGrants(ttl={self.ttl})"
+
+    async def __call__(self, key_id: str) -> Grants | None:
+        """Return the key's current grants, or None when it may not act.
+
+        Args:
+            key_id: the key that registered the endpoint.
+        """
+        now = time.monotonic()
+        hit = self._cache.get(key_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        grants = await self._resolve(key_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id] = (now + self.ttl, grants)
+        return grants
+
+    async def _resolve(self, key_id: str) -> Grants | None:
+        now = self.clock()
+        current: str | None = key_id
+        for _ in range(_MAX_ROTATIONS):
+            if current is None:
+                return None
+            try:
+                record = await self.keys.get(current)
+            except NotFoundError:
+                return None
+            status = record.status(now)
+            if status in ("active", "rotating"):
+                return {k: frozenset(v) for k, v in record.grants.items()}
+            if status != "rotated":
+                return None
+            current = record.rotated_to
+        return None
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop cached answers (one key, or all).
+
+        Args:
+            key_id: the key, or None for every key.
+        """
+        if key_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key_id, None)
