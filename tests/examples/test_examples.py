@@ -144,3 +144,13 @@ def test_client_against_the_studio(studio: tuple[str, str]) -> None:
         with pytest.raises(ApiError) as info:
             client.request("GET", "/api/v1/tools/renderfarm/status")
         assert info.value.status == 403  # the key lacks tools:use
+
+
+@pytest.mark.anyio
+async def test_scoped_webhooks_example() -> None:
+    """Z3 over webhooks, as the docs' runnable example shows it: the project-7 partner's endpoint
+    gets project 7 only and nothing after its key is revoked; the unscoped one gets everything."""
+    from examples.scoped_webhooks import main
+
+    received = {path: sorted(ids) for path, ids in (await main()).items()}
+    assert received == {"/partner": [7, 7], "/platform": [7, 7, 7, 9]}
