@@ -43,7 +43,7 @@ async def main() -> dict[str, list[Any]]:
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(receiver, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
         await asyncio.sleep(0.01)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
