@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from extapi_kit._units import parse_duration
+from extapi_kit.cli.keys import _grants
 from extapi_kit.exceptions import ConfigurationError
 from extapi_kit.webhooks.manage import WebhookManager
 from extapi_kit.webhooks.models import Endpoint
@@ -59,6 +60,9 @@ def _run(args: argparse.Namespace, fn: Callable[[WebhookManager], Awaitable[int]
     return asyncio.run(main())
 
 
+_GRANT_HELP = "only events about these resources: TYPE=ID,ID (repeatable), e.g. projects=7,9"
+
+
 def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
     data = e.model_dump(mode="json", exclude={"secrets"})
     data["secrets"] = len(e.secrets)  # how many, never the values
@@ -76,7 +80,8 @@ def _add(args: argparse.Namespace) -> int:
     async def go(m: WebhookManager) -> int:
         ep = await m.add_endpoint(
             args.url, event_types=_types(args.events), description=args.description or "",
-            rate_limit=args.rate, max_concurrency=args.concurrency,
+            rate_limit=args.rate, max_concurrency=args.concurrency, owner=args.owner,
+            key_id=args.key_id, grants=_grants(args.grant) if args.grant else None,
         )  # fmt: skip
         secret = ep.secrets[0].value
         _emit(args, {"secret": secret, **_endpoint_dict(ep)},
@@ -85,6 +90,13 @@ def _add(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, go)
+
+
+def _scope_text(e: Endpoint) -> str:
+    parts = [f"{k}={','.join(v)}" for k, v in sorted((e.grants or {}).items())]
+    if e.key_id:
+        parts.append(f"key={e.key_id}")
+    return f"  ({'; '.join(parts)})" if parts else ""
 
 
 def _types(value: str | None) -> list[str]:
@@ -98,7 +110,8 @@ def _list(args: argparse.Namespace) -> int:
         def table() -> None:
             for e in eps:
                 state = "enabled" if e.enabled else f"disabled ({e.disabled_reason})"
-                print(f"{e.id}  {e.url}  [{','.join(e.event_types) or '*'}]  {state}")
+                scope = _scope_text(e)
+                print(f"{e.id}  {e.url}  [{','.join(e.event_types) or '*'}]  {state}{scope}")
 
         _emit(args, [_endpoint_dict(e) for e in eps], table)
         return 0
@@ -119,6 +132,10 @@ def _update(args: argparse.Namespace) -> int:
             changes["enabled"] = bool(args.enable)
         if args.rate is not None:
             changes["rate_limit"] = args.rate or None
+        if args.grant:
+            changes["grants"] = _grants(args.grant)
+        elif args.clear_grants:
+            changes["grants"] = None
         ep = await m.update_endpoint(args.id, **changes)
         _emit(args, _endpoint_dict(ep), lambda: print(f"updated {ep.id}"))
         return 0
@@ -233,6 +250,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--description")
     p.add_argument("--rate", type=float, help="max deliveries per second")
     p.add_argument("--concurrency", type=int, help="max in-flight deliveries")
+    p.add_argument("--owner", help="owner (tenant) id")
+    p.add_argument("--key-id", help="the API key it belongs to (its grants apply too)")
+    p.add_argument("--grant", action="append", help=_GRANT_HELP)
     p.add_argument("--allow-loopback", action="store_true", help="allow 127.0.0.1 (local tests)")
     cmd("list", _list, "list endpoints")
     p = cmd("update", _update, "change an endpoint")
@@ -241,6 +261,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--events")
     p.add_argument("--description")
     p.add_argument("--rate", type=float, help="max deliveries per second (0 = unlimited)")
+    p.add_argument("--grant", action="append", help=_GRANT_HELP + " (replaces all)")
+    p.add_argument("--clear-grants", action="store_true", help="remove the endpoint's grants")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")
     p.add_argument("--allow-loopback", action="store_true")
