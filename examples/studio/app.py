@@ -3,7 +3,7 @@
 ``create_app(data_dir)`` composes, outermost first::
 
     CORS → Starlette router ─┬─ /api/...   the ExternalAPI stack (audit, body limit, keys,
-                             │              rate limits, idempotency, registry)
+                             │              rate limits, usage and quotas, idempotency, registry)
                              ├─ /admin/... the admin API and console (when extapi_kit.admin
                              │              provides one)
                              ├─ /health    liveness and configuration summary
@@ -13,7 +13,10 @@ The internal app (its own SQLite file) is never mounted: it is reached only thro
 the external API declares. Its lifespan (the job worker), the stack's lifespan, the webhook
 dispatcher and the render-farm tool (a separate uvicorn server on a free 127.0.0.1 port, in the
 same event loop) all run in this app's lifespan. With ``redis_url`` every shared store (keys,
-audit, idempotency, rate limits, webhooks) lives in Redis, so several workers can serve it.
+audit, idempotency, rate limits, usage counters, webhooks) lives in Redis, so several workers can
+serve it. One :class:`~extapi_kit.usage.UsageTracker` counts the API's requests (and charges
+quotas by each route's ``cost``), answers the admin API's usage routes, and publishes the quota
+notifications (``api_key.quota_warning``/``api_key.quota_exhausted``) as webhooks.
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ from examples.studio.renderfarm import create_renderfarm_app
 from extapi_kit.audit import audit_store_from_url
 from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.service import KeyService
-from extapi_kit.webhooks import WebhookDispatcher, WebhookManager, webhook_store_from_url
+from extapi_kit.usage import UsageTracker
+from extapi_kit.webhooks import (
+    KeyGrants,
+    WebhookDispatcher,
+    WebhookManager,
+    webhook_store_from_url,
+)
 
 __all__ = ["DEFAULT_CORS_ORIGIN", "app_from_env", "create_app", "store_urls"]
 
@@ -62,12 +71,14 @@ def store_urls(data_dir: str | Path, redis_url: str | None = None) -> dict[str, 
     """
     d = Path(data_dir).resolve()
     if redis_url:
-        return {k: redis_url for k in ("keys", "audit", "idempotency", "rate_limit", "webhooks")}
+        kinds = ("keys", "audit", "idempotency", "rate_limit", "usage", "webhooks")
+        return {k: redis_url for k in kinds}
     return {
         "keys": f"sqlite:///{d / 'keys.db'}",
         "audit": f"sqlite:///{d / 'audit.db'}",
         "idempotency": f"sqlite:///{d / 'idempotency.db'}",
         "rate_limit": "memory://",
+        "usage": f"sqlite:///{d / 'usage.db'}",
         "webhooks": f"sqlite:///{d / 'webhooks.db'}",
     }
 
@@ -124,9 +135,14 @@ def create_app(
     urls = store_urls(data, redis_url)
     dispatcher = WebhookDispatcher(webhook_store_from_url(urls["webhooks"]), allow_loopback=True)
 
-    async def publish(kind: str, payload: dict[str, Any], event_id: str | None = None) -> None:
+    async def publish(
+        kind: str,
+        payload: dict[str, Any],
+        event_id: str | None = None,
+        resources: dict[str, list[Any]] | None = None,
+    ) -> None:
         try:
-            await dispatcher.publish(kind, payload, event_id=event_id)
+            await dispatcher.publish(kind, payload, event_id=event_id, resources=resources)
         except Exception:  # an event must never break the platform's own work
             logger.exception("could not publish %s", kind)
 
@@ -135,14 +151,25 @@ def create_app(
         event_id = (
             f"evt_{kind.replace('.', '_')}_{payload['id']}" if kind.startswith("job.") else None
         )
-        await publish(kind, payload, event_id)
+        # Every domain event names its project, so a project-scoped key's webhook endpoint
+        # receives the events of its projects only (KeyGrants below).
+        project = payload["id"] if kind.startswith("project.") else payload.get("project_id")
+        resources = {"projects": [project]} if project is not None else {}
+        await publish(kind, payload, event_id, resources)
 
     async def on_key_event(kind: str, record: KeyRecord) -> None:
         await publish(kind, record.public_dict(time.time()))
 
+    async def on_usage_event(kind: str, data: dict[str, Any]) -> None:
+        # The tracker settles "once per quota and period" across workers before calling this.
+        await publish(kind, data)
+
     internal = create_internal_app(str(data / "studio.db"), on_event=on_domain_event)
     keys = KeyService(urls["keys"], cache_ttl=key_cache_ttl, on_event=on_key_event)
+    dispatcher.key_grants = KeyGrants(keys, ttl=key_cache_ttl)
+    manager = WebhookManager(dispatcher.store, allow_loopback=True)
     audit = audit_store_from_url(urls["audit"])
+    usage = UsageTracker(urls["usage"], on_event=on_usage_event)
     farm_sock = bind_loopback()
     farm_token = secrets.token_urlsafe(24)
     farm_port = farm_sock.getsockname()[1]
@@ -152,22 +179,24 @@ def create_app(
         cursor_secret=_cursor_secret(data),
         farm_url=f"http://127.0.0.1:{farm_port}",
         farm_token=farm_token,
+        webhooks=manager,
     )
     stack = api.build(
         key_store=keys,
         rate_limit_storage=urls["rate_limit"],
         audit_sink=audit,
         idempotency_store=urls["idempotency"],
+        usage=usage,
         read=read_limit,
         write=write_limit,
         body_limit="1MiB",
         options={"rate_limit": {"strategy": rate_strategy}},
     )
-    manager = WebhookManager(dispatcher.store, allow_loopback=True)
     admin = _admin_app(
         keys=keys,
         webhooks=manager,
         audit=audit,
+        usage=usage,
         prefix="/admin",
         build_options={"rate_limit_storage": urls["rate_limit"]},
     )
@@ -200,6 +229,9 @@ def create_app(
             exits.push_async_callback(keys.aclose)
             exits.push_async_callback(audit.aclose)
             exits.push_async_callback(dispatcher.store.aclose)
+            # Closed after the stack's shutdown flushed it, before the webhook store closes (its
+            # last quota notifications are published through the dispatcher).
+            exits.push_async_callback(usage.aclose)
             await exits.enter_async_context(run_lifespan(stack))
             await exits.enter_async_context(internal.router.lifespan_context(internal))
             await exits.enter_async_context(dispatcher.lifespan_context())
@@ -221,6 +253,7 @@ def create_app(
     app = Starlette(routes=routes, middleware=[cors], lifespan=lifespan)
     app.state.api = api
     app.state.keys = keys
+    app.state.usage = usage
     app.state.dispatcher = dispatcher
     app.state.store_urls = urls
     return app

@@ -21,9 +21,12 @@ from examples.studio.external import ALL_SCOPES
 from extapi_kit.exceptions import ConfigurationError, NotFoundError, StoreUnavailableError
 from extapi_kit.keys.service import KeyService
 
-__all__ = ["ADMIN_SCOPES", "bootstrap_admin_key", "run"]
+__all__ = ["ADMIN_SCOPES", "DEMO_QUOTA", "bootstrap_admin_key", "run"]
 
 ADMIN_SCOPES = ("admin", *ALL_SCOPES)
+# A generous monthly quota on the demo key, so its answers carry the quota in RateLimit-Policy
+# and the console's usage panel shows a quota meter (docs/usage-and-quotas.md).
+DEMO_QUOTA = {"monthly": 100_000}
 _ID_FILE = "admin-key.id"
 
 
@@ -51,7 +54,11 @@ async def bootstrap_admin_key(data_dir: Path, keys_url: str) -> tuple[str, str, 
             except NotFoundError:
                 pass
         record, key = await svc.create(
-            "demo-admin", owner="demo", scopes=ADMIN_SCOPES, description="bootstrap admin key"
+            "demo-admin",
+            owner="demo",
+            scopes=ADMIN_SCOPES,
+            quota=DEMO_QUOTA,
+            description="bootstrap admin key",
         )
     finally:
         await svc.aclose()
@@ -95,6 +102,7 @@ def _banner(args: argparse.Namespace, key_id: str, key: str, revoked: str | None
         f'  curl -H "X-API-Key: $KEY" {base}/api/v1/tools/renderfarm/status',
         f"  extapi-kit keys create --store {store_urls(data, args.redis)['keys']} \\\n"
         "       --name partner --scopes projects:read,jobs:read,jobs:write",
+        f"  extapi-kit keys usage {key_id} --store {store_urls(data, args.redis)['usage']}",
         "",
     ]
     return "\n".join(lines)

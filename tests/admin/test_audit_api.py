@@ -1,4 +1,4 @@
-"""The admin audit query and the per-key usage view derived from the audit trail."""
+"""The admin audit query and the per-key activity view derived from the audit trail."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ async def test_audit_query_pages_and_time_window() -> None:
         assert bad.status_code == 422
 
 
-async def test_usage_buckets_requests_and_rejections_per_minute() -> None:
-    """GET /keys/{id}/usage counts calls and rejections per minute over the last hour."""
+async def test_activity_buckets_requests_and_rejections_per_minute() -> None:
+    """GET /keys/{id}/activity counts calls and rejections per minute over the last hour."""
     clock = FakeClock(T0 + 30)
     async with admin_setup(clock=clock) as admin:
         rec, _ = await admin.keys.create("busy", rate_limits={"read": "10/minute"})
@@ -90,7 +90,7 @@ async def test_usage_buckets_requests_and_rejections_per_minute() -> None:
         records += [_rec(T0 + 1 + i, k, status=429, rejection="quota-exceeded") for i in range(3)]
         records += [_rec(T0 + 10, k, status=500), _rec(T0 + 11, "someone-else")]
         await admin.sink.write_batch(records)
-        r = await admin.client.get(f"{API}/keys/{k}/usage", headers=admin.h)
+        r = await admin.client.get(f"{API}/keys/{k}/activity", headers=admin.h)
         assert r.status_code == 200, r.text
         u = r.json()
         assert u["source"] == "audit" and len(u["buckets"]) == 60
@@ -102,15 +102,15 @@ async def test_usage_buckets_requests_and_rejections_per_minute() -> None:
         assert u["rate_limits"] == {"read": "10/minute"}
         assert u["last_rate_limit"]["remaining"] == 3
         short = await admin.client.get(
-            f"{API}/keys/{k}/usage", params={"minutes": "1"}, headers=admin.h
+            f"{API}/keys/{k}/activity", params={"minutes": "1"}, headers=admin.h
         )
         assert short.json()["requests"] == 4
-        missing = await admin.client.get(f"{API}/keys/nope/usage", headers=admin.h)
+        missing = await admin.client.get(f"{API}/keys/nope/activity", headers=admin.h)
         assert missing.status_code == 404
 
 
 async def test_without_audit_sink_the_audit_routes_do_not_exist() -> None:
-    """create_admin_api without audit= exposes no /audit or usage route (404 to an admin)."""
+    """create_admin_api without audit= exposes no /audit or activity route (404 to an admin)."""
     keys = make_keys()
     _, secret = await keys.create("root", scopes=["admin"])
     app = create_admin_api(keys=keys).build()

@@ -7,19 +7,62 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from extapi_kit.admin import CONSOLE_CSP
+from extapi_kit.usage import UsageTracker
 from tests.admin.conftest import Admin, admin_setup
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 )
 STATIC = resources.files("extapi_kit.admin") / "static"
+# "counters": the admin API has a usage tracker (a SQLite file) and its own stack counts with it,
+# so the console draws daily counters and a quota meter; "audit": no tracker, the per-minute
+# activity view derived from the audit trail.
+MODES = ["counters", "audit"]
+
+
+@asynccontextmanager
+async def _setup(mode: str, tmp_path: Path) -> AsyncIterator[Admin]:
+    if mode == "audit":
+        async with admin_setup() as admin:
+            yield admin
+        return
+    tracker = UsageTracker(f"sqlite:///{tmp_path}/usage.db")
+    try:
+        async with admin_setup(usage=tracker, build_options={"usage": tracker}) as admin:
+            yield admin
+    finally:
+        await tracker.aclose()
+
+
+async def _check_flow(admin: Admin, mode: str, steps: dict[str, Any]) -> None:
+    """Assert the scripted flow's steps: grants editor, edit form, chart source, revocation."""
+    assert steps["secret_shown"] is True
+    assert steps["grants_created"] == {"projects": ["7", "9"]}
+    assert steps["edit_prefilled"] is True and steps["grant_row_refused"] is True
+    assert steps["grants_updated"] == {"projects": ["*"], "jobs": ["3"]}
+    assert steps["quota_updated"] == {"monthly": 1000} and steps["form_reset"] is True
+    assert steps["call_status"] == 200 and steps["after_revoke_status"] == 401
+    assert steps["audit_rows"] >= 1 and steps["usage_requests"] >= 1
+    assert steps["chart_bars"] >= 1
+    if mode == "counters":
+        assert steps["usage_source"] == "counters" and steps["usage_days"] == 30
+        assert steps["quota_meters"] == 1
+    else:
+        assert steps["usage_source"] == "audit" and steps["quota_meters"] == 0
+    record = await admin.keys.get(steps["created"])
+    assert record.revoked_at is not None
+    assert dict(record.grants) == {"projects": ("*",), "jobs": ("3",)}
+    assert dict(record.quota) == {"monthly": 1000}
 
 
 @pytest.mark.anyio
@@ -88,14 +131,16 @@ def test_console_script_parses() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (/usr/bin/chromium)")
-async def test_console_flow_in_headless_chromium(tmp_path: Path) -> None:
-    """In Chromium the console creates a key, calls the API with it, finds the call in the audit
-    view, draws its usage chart and revokes it (then the key gets 401)."""
+async def test_console_flow_in_headless_chromium(tmp_path: Path, mode: str) -> None:
+    """In Chromium the console creates a key with grants, edits its grants and quota, calls the
+    API with it, finds the call in the audit view, draws its usage chart (daily counters with a
+    quota meter, or the audit fallback) and revokes it (then the key gets 401)."""
     from tests.webhooks.receivers import serve
 
     assert CHROMIUM is not None
-    async with admin_setup() as admin, serve(admin.app) as base:
+    async with _setup(mode, tmp_path) as admin, serve(admin.app) as base:
         url = f"{base}/admin/console?autotest=1#key={admin.admin_key}&scopes=admin"
         cmd = [
             CHROMIUM,
@@ -114,28 +159,28 @@ async def test_console_flow_in_headless_chromium(tmp_path: Path) -> None:
         ]
         with anyio.fail_after(50):
             done = await anyio.run_process(cmd, check=False)
-    dom = done.stdout.decode("utf-8", "replace")
-    m = re.search(r'<pre id="autotest-result"[^>]*data-done="1"[^>]*>(.*?)</pre>', dom, re.S)
-    assert m is not None, dom[-2000:] + done.stderr.decode("utf-8", "replace")[-2000:]
-    result = json.loads(html.unescape(m.group(1)))
-    assert result["ok"] is True, result
-    steps = result["steps"]
-    assert steps["call_status"] == 200 and steps["after_revoke_status"] == 401
-    assert steps["audit_rows"] >= 1 and steps["chart_bars"] >= 1
-    record = await admin.keys.get(steps["created"])
-    assert record.revoked_at is not None
+        dom = done.stdout.decode("utf-8", "replace")
+        m = re.search(r'<pre id="autotest-result"[^>]*data-done="1"[^>]*>(.*?)</pre>', dom, re.S)
+        assert m is not None, dom[-2000:] + done.stderr.decode("utf-8", "replace")[-2000:]
+        result = json.loads(html.unescape(m.group(1)))
+        assert result["ok"] is True, result
+        await _check_flow(admin, mode, result["steps"])
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-async def test_console_autotest_flow_runs_against_a_live_admin_api() -> None:
-    """Under node with a minimal DOM stand-in, console.js's scripted flow creates a key, calls
-    the API with it, finds the call in the audit view, charts it and revokes it (then 401)."""
+async def test_console_autotest_flow_runs_against_a_live_admin_api(
+    tmp_path: Path, mode: str
+) -> None:
+    """Under node with a minimal DOM stand-in, console.js's scripted flow creates a key with
+    grants, edits them and sets a quota, calls the API with it, finds the call in the audit view,
+    charts it (counters or the audit fallback) and revokes it (then 401)."""
     from tests.webhooks.receivers import serve
 
     shim = Path(__file__).with_name("console_shim.js")
     script = Path(str(STATIC / "console.js"))
-    async with admin_setup() as admin, serve(admin.app) as base:
+    async with _setup(mode, tmp_path) as admin, serve(admin.app) as base:
         fragment = f"key={admin.admin_key}&scopes=admin"
         cmd = ["node", str(shim), str(script), base, "/admin/console", "/admin/v1", fragment]
         with anyio.fail_after(40):
@@ -143,9 +188,4 @@ async def test_console_autotest_flow_runs_against_a_live_admin_api() -> None:
         assert done.returncode == 0, done.stderr.decode()
         result = json.loads(done.stdout)
         assert result["ok"] is True, result
-        steps = result["steps"]
-        assert steps["secret_shown"] is True
-        assert steps["call_status"] == 200 and steps["after_revoke_status"] == 401
-        assert steps["audit_rows"] >= 1 and steps["usage_requests"] >= 1
-        assert steps["chart_bars"] >= 1
-        assert (await admin.keys.get(steps["created"])).revoked_at is not None
+        await _check_flow(admin, mode, result["steps"])

@@ -148,7 +148,7 @@ async def test_openapi_lists_the_admin_routes(admin: Admin) -> None:
         f"{API}/keys/{{key_id}}",
         f"{API}/keys/{{key_id}}/rotate",
         f"{API}/keys/{{key_id}}/revoke",
-        f"{API}/keys/{{key_id}}/usage",
+        f"{API}/keys/{{key_id}}/activity",
         f"{API}/audit",
     } <= paths
     assert not any(p.startswith(f"{API}/webhooks") for p in paths)  # no manager given

@@ -1,11 +1,11 @@
-"""Invariants of the per-minute usage buckets computed from audit records."""
+"""Invariants of the per-minute activity buckets computed from audit records."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extapi_kit.admin.audit_routes import usage_buckets
+from extapi_kit.admin.audit_routes import activity_buckets
 from extapi_kit.audit.record import AuditRecord
 
 START = 1_800_000_000.0
@@ -36,7 +36,7 @@ def test_every_record_in_the_window_is_counted_once_in_its_minute(
         )
         for i, (off, (status, rejection)) in enumerate(rows)
     ]
-    buckets = usage_buckets(records, start=START, minutes=MINUTES)
+    buckets = activity_buckets(records, start=START, minutes=MINUTES)
     inside = [r for r in records if 0 <= r.timestamp_us - START * 1_000_000 < MINUTES * 60e6]
     assert len(buckets) == MINUTES
     assert sum(b.requests for b in buckets) == len(inside)

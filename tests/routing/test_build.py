@@ -69,6 +69,7 @@ async def test_layer_order_and_settings_before_first_layer(
         rate_limit_storage="memory://",
         audit_sink="memory://",
         idempotency_store="memory://",
+        usage="memory://",
         layers=layers,
     )
     async with client_for(app) as c:

@@ -16,6 +16,7 @@ from extapi_kit._types import ASGIApp, Clock, Receive, Scope, Send
 from extapi_kit.admin.audit_routes import AuditAccess, add_audit_routes
 from extapi_kit.admin.console import ConsoleApp
 from extapi_kit.admin.keys_routes import add_key_routes
+from extapi_kit.admin.usage_routes import add_usage_routes
 from extapi_kit.admin.webhook_routes import add_webhook_routes
 from extapi_kit.audit.sink_base import AuditSink
 from extapi_kit.exceptions import ConfigurationError
@@ -24,6 +25,7 @@ from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.build import StackSettings
 
 if TYPE_CHECKING:
+    from extapi_kit.usage.tracker import UsageTracker
     from extapi_kit.webhooks.manage import WebhookManager
 
 __all__ = ["AdminApp", "admin_app", "create_admin_api"]
@@ -35,6 +37,7 @@ def _create(
     keys: KeyService,
     webhooks: WebhookManager | None,
     audit: AuditSink | None,
+    usage: UsageTracker | None,
     *,
     admin_scope: str,
     prefix: str,
@@ -46,7 +49,7 @@ def _create(
     api = ExternalAPI(
         title=title,
         prefix=prefix,
-        description="Manage API keys, webhooks and the audit trail. Every route needs a key "
+        description="Manage API keys, webhooks, usage and the audit trail. Every route needs a key "
         f"holding the {admin_scope!r} scope, sent as X-API-Key.",
         settings=StackSettings(key_store=keys, audit_sink=audit),
         max_json_body="64KiB",
@@ -57,6 +60,8 @@ def _create(
     if audit is not None:
         access = AuditAccess(audit)
         add_audit_routes(api, access, keys, scopes=scopes, clock=clock)
+    if usage is not None:
+        add_usage_routes(api, usage, keys, scopes=scopes)
     if webhooks is not None:
         add_webhook_routes(api, webhooks, scopes=scopes)
     return api, access
@@ -67,6 +72,7 @@ def create_admin_api(
     keys: KeyService,
     webhooks: WebhookManager | None = None,
     audit: AuditSink | None = None,
+    usage: UsageTracker | None = None,
     admin_scope: str = ADMIN_SCOPE,
     prefix: str = "/admin",
     title: str = "Admin API",
@@ -81,7 +87,10 @@ def create_admin_api(
     Args:
         keys: the key service managed by the routes (and checking the admin key).
         webhooks: a :class:`~extapi_kit.webhooks.WebhookManager`; None leaves out ``/webhooks``.
-        audit: a queryable audit sink; None leaves out ``/audit`` and ``/keys/{id}/usage``.
+        audit: a queryable audit sink; None leaves out ``/audit`` and ``/keys/{id}/activity``.
+        usage: the :class:`~extapi_kit.usage.UsageTracker` whose counters ``/keys/{id}/usage``
+            and ``/owners/{owner}/usage`` read (share the one your API stack counts with, or
+            open one over the same store); None leaves those routes out.
         admin_scope: the scope every admin route requires.
         prefix: the path prefix (``/admin`` gives ``/admin/v1/...``).
         title: the OpenAPI title.
@@ -91,6 +100,7 @@ def create_admin_api(
         keys,
         webhooks,
         audit,
+        usage,
         admin_scope=admin_scope,
         prefix=prefix,
         title=title,
@@ -149,6 +159,7 @@ def admin_app(
     keys: KeyService,
     webhooks: WebhookManager | None = None,
     audit: AuditSink | None = None,
+    usage: UsageTracker | None = None,
     admin_scope: str = ADMIN_SCOPE,
     prefix: str = "/admin",
     console: bool = True,
@@ -164,6 +175,8 @@ def admin_app(
         keys: the key service (the admin key must live in it too).
         webhooks: a :class:`~extapi_kit.webhooks.WebhookManager`, or None.
         audit: a queryable audit sink, or None.
+        usage: a :class:`~extapi_kit.usage.UsageTracker` for the usage routes (and the console's
+            daily chart), or None. The admin app reads it and never closes it.
         admin_scope: the scope every admin route requires.
         prefix: the path prefix.
         console: serve the console page at ``<prefix>/console``.
@@ -175,6 +188,7 @@ def admin_app(
         keys,
         webhooks,
         audit,
+        usage,
         admin_scope=admin_scope,
         prefix=prefix,
         title="Admin API",

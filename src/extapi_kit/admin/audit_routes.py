@@ -1,10 +1,10 @@
-"""Admin routes over the audit trail: the query, and a per-key usage view derived from it.
+"""Admin routes over the audit trail: the query, and a per-key activity view derived from it.
 
-The rate limiter keeps counters, not history, and its storages have no "read without hitting"
-operation for every backend, so the usage view is computed from audit records: every call the
-stack audited, bucketed per minute, with rejections (any problem the stack answered with) and
+Usage by day and month comes from the usage counters (:mod:`extapi_kit.admin.usage_routes`);
+this view answers a finer question, "what did this key do in the last hour?": every call the stack
+audited, bucketed per minute, with rejections (any problem the stack answered with) and
 rate-limit refusals (``quota-exceeded``) counted apart. The last record's rate-limit decision
-(limit, remaining, reset) is the closest thing to "current usage" the trail holds.
+(limit, remaining, reset) is the closest thing to "current rate-limit state" the trail holds.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from extapi_kit._types import Clock
 from extapi_kit.admin._common import epoch, guarded
 from extapi_kit.admin.models import (
+    ActivityBucket,
+    ActivityOut,
+    ActivityQuery,
     AuditQuery,
     AuditRecordOut,
-    UsageBucket,
-    UsageOut,
-    UsageQuery,
 )
 from extapi_kit.audit.record import AuditRecord
 from extapi_kit.audit.sink_base import AuditSink
@@ -29,10 +29,10 @@ from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.handlers import HandlerRequest
 from extapi_kit.routing.pagination import Page
 
-__all__ = ["MAX_USAGE_RECORDS", "AuditAccess", "add_audit_routes", "usage_buckets"]
+__all__ = ["MAX_ACTIVITY_RECORDS", "AuditAccess", "activity_buckets", "add_audit_routes"]
 
-# Records read at most for one usage view; beyond it the answer says ``truncated``.
-MAX_USAGE_RECORDS = 50_000
+# Records read at most for one activity view; beyond it the answer says ``truncated``.
+MAX_ACTIVITY_RECORDS = 50_000
 _PAGE = 5_000
 
 
@@ -68,9 +68,9 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def usage_buckets(
+def activity_buckets(
     records: Sequence[AuditRecord], *, start: float, minutes: int
-) -> list[UsageBucket]:
+) -> list[ActivityBucket]:
     """Count records per minute from ``start`` (oldest bucket first).
 
     Args:
@@ -78,7 +78,7 @@ def usage_buckets(
         start: epoch seconds of the first bucket (aligned to a minute).
         minutes: number of buckets.
     """
-    buckets = [UsageBucket(start=_iso(start + 60 * i)) for i in range(minutes)]
+    buckets = [ActivityBucket(start=_iso(start + 60 * i)) for i in range(minutes)]
     for rec in records:
         i = int((rec.timestamp_us / 1_000_000 - start) // 60)
         if not 0 <= i < minutes:
@@ -102,14 +102,14 @@ def add_audit_routes(
     scopes: Sequence[str],
     clock: Clock,
 ) -> None:
-    """Declare ``/audit`` and ``/keys/{key_id}/usage`` on the admin registry.
+    """Declare ``/audit`` and ``/keys/{key_id}/activity`` on the admin registry.
 
     Args:
         api: the admin registry.
         audit: the sink access.
-        keys: the key service (usage checks the key exists and shows its limits).
+        keys: the key service (activity checks the key exists and shows its limits).
         scopes: scopes every route requires.
-        clock: returns epoch seconds (the usage window ends now).
+        clock: returns epoch seconds (the activity window ends now).
     """
     common: dict[str, Any] = {"scopes": scopes, "idempotent": False}
 
@@ -138,15 +138,15 @@ def add_audit_routes(
         return Page[AuditRecordOut](data=data, next_cursor=cursor, has_more=cursor is not None)
 
     @api.get(
-        "/keys/{key_id}/usage",
-        query_model=UsageQuery,
-        response_model=UsageOut,
+        "/keys/{key_id}/activity",
+        query_model=ActivityQuery,
+        response_model=ActivityOut,
         summary="Requests and rejections per minute (derived from the audit trail)",
         tags=("keys",),
         **common,
     )
     @guarded
-    async def key_usage(req: HandlerRequest) -> UsageOut:
+    async def key_activity(req: HandlerRequest) -> ActivityOut:
         key_id = req.path_params["key_id"]
         record = await keys.get(key_id)
         minutes: int = req.query.minutes
@@ -163,12 +163,12 @@ def add_audit_routes(
             rows.extend(page)
             if cursor is None:
                 break
-            if len(rows) >= MAX_USAGE_RECORDS:
+            if len(rows) >= MAX_ACTIVITY_RECORDS:
                 truncated = True
                 break
-        buckets = usage_buckets(rows, start=start, minutes=minutes)
+        buckets = activity_buckets(rows, start=start, minutes=minutes)
         last = next((r.rate_limit for r in rows if r.rate_limit), None)  # rows: newest first
-        return UsageOut(
+        return ActivityOut(
             key_id=key_id,
             since=_iso(start),
             until=_iso(now),

@@ -14,6 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_USAGE_DAYS",
+    "ActivityBucket",
+    "ActivityOut",
+    "ActivityQuery",
     "AuditQuery",
     "AuditRecordOut",
     "DeliveryQuery",
@@ -26,10 +30,13 @@ __all__ = [
     "KeyListQuery",
     "KeyOut",
     "KeyUpdate",
+    "QuotaStatus",
     "ReplayFailed",
     "RotateRequest",
     "SecretOut",
-    "UsageBucket",
+    "UsageCounts",
+    "UsageDay",
+    "UsageMonth",
     "UsageOut",
     "UsageQuery",
 ]
@@ -233,13 +240,13 @@ class AuditRecordOut(BaseModel):
     error: bool = False
 
 
-class UsageQuery(_In):
-    """Query of ``GET /keys/{key_id}/usage``."""
+class ActivityQuery(_In):
+    """Query of ``GET /keys/{key_id}/activity``."""
 
     minutes: int = Field(60, ge=1, le=1440)
 
 
-class UsageBucket(BaseModel):
+class ActivityBucket(BaseModel):
     """Calls of one key in one minute."""
 
     start: str
@@ -249,7 +256,7 @@ class UsageBucket(BaseModel):
     errors: int = 0
 
 
-class UsageOut(BaseModel):
+class ActivityOut(BaseModel):
     """Per-minute requests and rejections of a key, derived from the audit trail."""
 
     key_id: str
@@ -257,10 +264,71 @@ class UsageOut(BaseModel):
     since: str
     until: str
     bucket_seconds: int = 60
-    buckets: list[UsageBucket]
+    buckets: list[ActivityBucket]
     requests: int
     rejections: int
     rate_limited: int
     truncated: bool = False
     rate_limits: dict[str, str] = {}
     last_rate_limit: dict[str, Any] | None = None
+
+
+MAX_USAGE_DAYS = 400
+
+
+class UsageQuery(_In):
+    """Query of ``GET /keys/{key_id}/usage`` and ``GET /owners/{owner}/usage``."""
+
+    days: int = Field(30, ge=1, le=MAX_USAGE_DAYS, description="UTC days, today included")
+
+
+class UsageCounts(BaseModel):
+    """Request counters over some span: by class (read/write/...) and by outcome."""
+
+    read: int = 0
+    write: int = 0
+    total: int = 0
+    served: int = 0
+    errors: int = 0
+    rejected: dict[str, int] = Field(
+        default_factory=dict, description="rejections by problem type slug"
+    )
+    classes: dict[str, int] = Field(default_factory=dict, description="requests by rate class")
+
+
+class UsageDay(UsageCounts):
+    """One UTC day's counters."""
+
+    date: str
+
+
+class UsageMonth(UsageCounts):
+    """One UTC month's counters."""
+
+    month: str
+
+
+class QuotaStatus(BaseModel):
+    """A quota that applies, and its use in the current period."""
+
+    scope: Literal["key", "owner"]
+    period: Literal["monthly", "daily"]
+    period_id: str
+    limit: int
+    used: int
+    remaining: int
+    resets_at: str
+
+
+class UsageOut(BaseModel):
+    """Usage counters of a key or an owner (the source of truth for usage)."""
+
+    key_id: str | None = None
+    owner: str | None = None
+    source: Literal["counters"] = "counters"
+    since: str
+    until: str
+    days: list[UsageDay]
+    totals: UsageCounts = Field(description="sums over ``days``")
+    month: UsageMonth = Field(description="the current UTC month")
+    quotas: list[QuotaStatus] = []

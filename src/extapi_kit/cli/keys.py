@@ -5,6 +5,11 @@ in the working directory. New keys are hashed with argon2id at the same defaults
 ``--hasher hmac`` hashes with HMAC-SHA256 and the pepper in ``$EXTAPI_KIT_PEPPER`` (the server must
 then be given the same ``HmacHasher``). A new key is printed once, on stdout; a reminder goes to
 stderr so ``--json`` output stays machine-readable.
+
+``show`` and ``list`` add each key's usage (requests today and this month, UTC, and quota use)
+from the usage store: ``--usage-store URL``, else ``$EXTAPI_KIT_USAGE_STORE``, else the key store
+(the usage tables are prefixed, so they can share its file), as ``extapi-kit usage`` resolves it.
+An empty or unreadable usage store shows zeros.
 """
 
 from __future__ import annotations
@@ -60,7 +65,29 @@ def _service(args: argparse.Namespace) -> KeyService:
     return KeyService(url, hasher=_hasher(args), prefix=args.prefix)
 
 
+async def _usage(args: argparse.Namespace, records: list[KeyRecord]) -> dict[str, Any]:
+    from extapi_kit.cli.usage import key_usage_summaries, usage_store_url
+
+    keys_url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
+    return await key_usage_summaries(usage_store_url(args.usage_store, keys_url), records)
+
+
+def _usage_lines(usage: dict[str, Any]) -> dict[str, Any]:
+    lines: dict[str, Any] = {
+        "requests today": usage["today"],
+        f"requests {usage['month_id']}": usage["month"],
+    }
+    for period, q in usage.get("quota", {}).items():
+        lines[f"quota {period}"] = (
+            f"{q['used']} of {q['limit']} used, {q['remaining']} left, resets {q['resets_at']}"
+        )
+    return lines
+
+
 def _print_record(data: dict[str, Any]) -> None:
+    usage = data.pop("usage", None)
+    if usage is not None:
+        data.update(_usage_lines(usage))
     for name, value in data.items():
         if isinstance(value, list | dict):
             value = json.dumps(value) if value else "-"
@@ -110,19 +137,29 @@ async def _list(svc: KeyService, args: argparse.Namespace) -> None:
             break
     records.sort(key=lambda r: (r.created_at, r.id))
     now = time.time()
+    usage = await _usage(args, records)
     if args.json:
-        print(json.dumps([r.public_dict(now) for r in records], indent=2))
+        print(json.dumps([{**r.public_dict(now), "usage": usage[r.id]} for r in records], indent=2))
         return
-    print(f"{'ID':24}{'NAME':20}{'ENV':8}{'STATUS':10}{'OWNER':14}SCOPES")
+    print(f"{'ID':24}{'NAME':20}{'ENV':8}{'STATUS':10}{'OWNER':14}{'TODAY':>8}{'MONTH':>9}  SCOPES")
     for r in records:
         owner = r.owner or "-"
+        u = usage[r.id]
+        month = (
+            f"{u['month']}/{u['quota']['monthly']['limit']}"
+            if "monthly" in u.get("quota", {})
+            else str(u["month"])
+        )
         print(
-            f"{r.id:24}{r.name[:19]:20}{r.env:8}{r.status(now):10}{owner[:13]:14}{','.join(r.scopes)}"
+            f"{r.id:24}{r.name[:19]:20}{r.env:8}{r.status(now):10}{owner[:13]:14}"
+            f"{u['today']:>8}{month:>9}  {','.join(r.scopes)}"
         )
 
 
 async def _show(svc: KeyService, args: argparse.Namespace) -> None:
-    data = (await svc.get(args.id)).public_dict(time.time())
+    record = await svc.get(args.id)
+    data = record.public_dict(time.time())
+    data["usage"] = (await _usage(args, [record]))[record.id]
     _output(args, data)
 
 
@@ -221,14 +258,22 @@ def register(subparsers: Any) -> None:
     _settings(p)
     p.set_defaults(handler=_handler(_create))
 
-    p = sub.add_parser("list", parents=[common], help="list keys")
+    usage = argparse.ArgumentParser(add_help=False)
+    usage.add_argument(
+        "--usage-store",
+        help="usage store URL (default $EXTAPI_KIT_USAGE_STORE, else the key store)",
+    )
+
+    p = sub.add_parser("list", parents=[common, usage], help="list keys with today's usage")
     p.add_argument("--owner")
     p.add_argument("--env")
     p.add_argument("--status", choices=("active", "rotating", "rotated", "expired", "revoked"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_handler(_list))
 
-    p = sub.add_parser("show", parents=[common], help="show one key (never its secret)")
+    p = sub.add_parser(
+        "show", parents=[common, usage], help="show one key and its usage (never its secret)"
+    )
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_handler(_show))

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-from typing import Any
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.exceptions import ConfigurationError, ExtAPIKitError
 from extapi_kit.usage import UsageTracker
 
-__all__ = ["add_keys_usage", "register", "sparkline"]
+if TYPE_CHECKING:
+    from extapi_kit.keys.models import KeyRecord
+
+__all__ = ["add_keys_usage", "key_usage_summaries", "register", "sparkline", "usage_store_url"]
 
 DEFAULT_STORE = "sqlite:///extapi-kit.db"
+_QUOTA_FIELDS = ("limit", "used", "remaining", "resets_at")
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -36,13 +45,89 @@ def sparkline(values: list[int]) -> str:
     return "".join(" " if v <= 0 else _BARS[min(7, (v * 8 - 1) // top)] for v in values)
 
 
-def _usage_url(args: argparse.Namespace) -> str:
+def usage_store_url(explicit: str | None, keys_url: str | None = None) -> str:
+    """Return the usage store URL the CLI reads.
+
+    ``explicit`` (a ``--store``/``--usage-store`` option), else ``$EXTAPI_KIT_USAGE_STORE``, else
+    the key store (``keys_url``, else ``$EXTAPI_KIT_STORE``), else ``sqlite:///extapi-kit.db``.
+
+    Args:
+        explicit: the URL given on the command line, if any.
+        keys_url: the key store URL a ``keys`` command was given, if any.
+    """
     return str(
-        args.store
+        explicit
         or os.environ.get("EXTAPI_KIT_USAGE_STORE")
+        or keys_url
         or os.environ.get("EXTAPI_KIT_STORE")
         or DEFAULT_STORE
     )
+
+
+def _usage_url(args: argparse.Namespace) -> str:
+    return usage_store_url(args.store)
+
+
+def _absent(url: str) -> bool:
+    # A SQLite file that does not exist holds no usage; reading must not create it.
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return False
+    from extapi_kit.stores._sqlite import sqlite_path_from_url
+
+    path = sqlite_path_from_url(url)
+    return path != ":memory:" and not Path(path).exists()
+
+
+async def _summaries(tracker: UsageTracker, records: Sequence[KeyRecord]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in records:
+        (today,) = await tracker.get_usage(r.id, 1)
+        month = await tracker.get_month(r.id)
+        entry: dict[str, Any] = {
+            "today": today["total"],
+            "month": month["total"],
+            "month_id": month["month"],
+        }
+        quotas = await tracker.quota_status(r.id, r.quota)
+        if quotas:
+            entry["quota"] = {q["period"]: {k: q[k] for k in _QUOTA_FIELDS} for q in quotas}
+        out[r.id] = entry
+    return out
+
+
+async def key_usage_summaries(url: str, records: Sequence[KeyRecord]) -> dict[str, Any]:
+    """Return each key's requests today and this month (UTC) and its quota use, by key id.
+
+    Each value: ``{today, month, month_id}`` plus ``quota: {period: {limit, used, remaining,
+    resets_at}}`` when the key has a quota. An empty or absent store gives zeros; a store that
+    cannot be read gives zeros too, with ``"available": false`` and a warning on stderr, so the
+    key commands never fail because of usage.
+
+    Args:
+        url: the usage store URL.
+        records: the keys.
+    """
+    if not records:
+        return {}
+    failed = None
+    if not _absent(url):
+        tracker = None
+        try:
+            tracker = UsageTracker(url)
+            return await _summaries(tracker, records)
+        except ExtAPIKitError as exc:
+            failed = exc
+        finally:
+            if tracker is not None:  # only reads happened: close the store, skip the flush
+                with contextlib.suppress(ExtAPIKitError):
+                    await tracker.store.aclose()
+    empty = UsageTracker("memory://")  # zeros, with the quota limits still shown
+    out = await _summaries(empty, records)
+    if failed is not None:
+        print(f"extapi-kit: warning: usage unavailable ({failed}); showing zeros", file=sys.stderr)
+        for entry in out.values():
+            entry["available"] = False
+    return out
 
 
 async def _collect(args: argparse.Namespace) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class UsageMiddleware:
             ``"anonymous"`` (never subject to quotas).
         failure_mode: when the store cannot charge a quota: ``"open"`` admits the request
             (logged), ``"closed"`` answers 503.
-        tracker: a ready :class:`UsageTracker` to share (e.g. with an admin API).
+        tracker: a ready :class:`UsageTracker` to share (e.g. with an admin API); the
+            middleware then flushes it at shutdown but leaves closing it to its owner.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class UsageMiddleware:
         if failure_mode not in ("open", "closed"):
             raise ConfigurationError(f"failure_mode must be 'open' or 'closed': {failure_mode!r}")
         self.app = app
+        self._owns_tracker = tracker is None
         self.tracker = tracker or UsageTracker(
             store,
             owner_quotas=owner_quotas,
@@ -94,8 +96,15 @@ class UsageMiddleware:
         await self.tracker.flush()
 
     async def aclose(self) -> None:
-        """Flush, stop the background task and close the store (call from the app's shutdown)."""
-        await self.tracker.aclose()
+        """Flush and stop the flusher; close the tracker too if this middleware created it.
+
+        Call it from the app's shutdown (``build()`` does). A tracker passed as ``tracker=`` is
+        shared, so it stays open for its owner to close.
+        """
+        if self._owns_tracker:
+            await self.tracker.aclose()
+        else:
+            await self.tracker.stop()
 
     async def get_usage(self, key_id: str, days: int = 30) -> list[dict[str, Any]]:
         """Return a key's daily counters; see :meth:`UsageTracker.get_usage`.

@@ -2,13 +2,17 @@
 
 Outermost first::
 
-    RouteResolver → Audit → BodySizeLimit → IPAllowlist → ApiKey → RateLimit → Idempotency → router
+    RouteResolver → Audit → BodySizeLimit → IPAllowlist → ApiKey → RateLimit → Usage
+        → Idempotency → router
 
 - The resolver matches once, so every layer reads the route's settings (scopes, rate class and
   cost, body limit, idempotency, public flag, per-route networks) from the request context.
 - Audit is outermost of the middlewares so it sees every outcome and the whole latency.
 - Body size and network checks are cheap rejections and run before any key work.
 - Rate limiting runs after auth so it keys on the verified key id.
+- Usage counting and quotas (issue 9) run inside the rate limiter, so a quota is charged (by the
+  route's ``cost``) only for requests the per-minute limits admitted, and outside idempotency, so
+  idempotency's refusals are counted too (a replayed answer counts and costs like a call).
 - Idempotency runs last, scoped by the verified key id, right before the target executes.
 
 Unknown paths are not rejected by the resolver: they travel through auth like any other request,
@@ -33,13 +37,22 @@ if TYPE_CHECKING:
 
 __all__ = ["LAYER_ORDER", "StackSettings", "build"]
 
-LAYER_ORDER = ("audit", "body_limit", "ip_allowlist", "api_key", "rate_limit", "idempotency")
+LAYER_ORDER = (
+    "audit",
+    "body_limit",
+    "ip_allowlist",
+    "api_key",
+    "rate_limit",
+    "usage",
+    "idempotency",
+)
 _CLASSES = {
     "audit": "extapi_kit.middleware.audit:AuditMiddleware",
     "body_limit": "extapi_kit.middleware.body_limit:BodySizeLimitMiddleware",
     "ip_allowlist": "extapi_kit.middleware.ip_allowlist:IPAllowlistMiddleware",
     "api_key": "extapi_kit.middleware.api_key:ApiKeyMiddleware",
     "rate_limit": "extapi_kit.middleware.rate_limit:RateLimitMiddleware",
+    "usage": "extapi_kit.middleware.usage:UsageMiddleware",
     "idempotency": "extapi_kit.middleware.idempotency:IdempotencyMiddleware",
 }
 
@@ -54,6 +67,8 @@ class StackSettings:
         rate_limit_storage: rate-limit storage URL or object; None disables rate limiting.
         audit_sink: audit sink URL or object; None disables the audit layer.
         idempotency_store: idempotency store URL or object; None disables idempotency.
+        usage: a :class:`~extapi_kit.usage.UsageTracker` (shared, e.g. with the admin API), a
+            usage store URL or ``UsageStore``; None disables usage counting and quotas.
         body_limit: default request body cap (``"1MiB"``); None disables the layer.
         ip_allow: globally allowed networks.
         ip_deny: globally denied networks.
@@ -70,6 +85,7 @@ class StackSettings:
     rate_limit_storage: Any = None
     audit_sink: Any = None
     idempotency_store: Any = None
+    usage: Any = None
     body_limit: int | str | None = "1MiB"
     ip_allow: Sequence[str] = ()
     ip_deny: Sequence[str] = ()
@@ -89,6 +105,16 @@ def _layer_class(name: str, settings: StackSettings) -> Any:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"middleware {_CLASSES[name]} is not available") from exc
+
+
+def _usage_kwargs(usage: Any) -> dict[str, Any]:
+    from extapi_kit.usage.tracker import UsageTracker
+
+    # A tracker is shared (the admin API reads it), so the layer flushes but never closes it; a
+    # URL or store becomes a tracker the layer owns and closes with the stack.
+    if isinstance(usage, UsageTracker):
+        return {"tracker": usage}
+    return {"store": usage}
 
 
 def _plan(
@@ -121,6 +147,8 @@ def _plan(
                 },
             )
         )
+    if s.usage is not None:
+        plan.append(("usage", _usage_kwargs(s.usage)))
     if s.idempotency_store is not None:
         plan.append(("idempotency", {"store": s.idempotency_store}))
     return plan

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import datetime as _dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from extapi_kit._types import Clock
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.usage._periods import Calendar, day_range, month_days
+from extapi_kit.usage._periods import Calendar, QuotaRule, day_range, month_days, parse_quota
+from extapi_kit.usage.quota import plan_checks
 from extapi_kit.usage.store import UsageStore, shape_day, shape_total
 
 __all__ = ["UsageQueries"]
@@ -19,6 +22,14 @@ class UsageQueries:
     store: UsageStore
     clock: Clock
     calendar: Calendar
+
+    def owner_rules(self, owner: str | None) -> tuple[QuotaRule, ...]:
+        """Return the parsed quota rules of an owner (the tracker knows them; none here).
+
+        Args:
+            owner: the owner id.
+        """
+        return ()
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -86,4 +97,43 @@ class UsageQueries:
         for period in periods:
             period_id, _ = info.period(period)
             out[period] = await self.store.quota_used(f"k:{key_id}:{period}:{period_id}")
+        return out
+
+    async def quota_status(
+        self, key_id: str | None, quota: Mapping[str, Any] | None, owner: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return every quota that applies, with its use in the current period.
+
+        Each item: ``{scope: "key"|"owner", period, period_id, limit, used, remaining,
+        resets_at}`` (key quotas first). Reads only; an invalid quota mapping is left out.
+
+        Args:
+            key_id: the key id, or None to report the owner's quotas only.
+            quota: the key's quota mapping (``KeyRecord.quota``).
+            owner: the owner id, whose quotas (``owner_quotas=``) are included.
+        """
+        key_rules: tuple[QuotaRule, ...] = ()
+        owner_rules: tuple[QuotaRule, ...] = ()
+        with contextlib.suppress(ConfigurationError):
+            key_rules = parse_quota(quota) if key_id is not None else ()
+        with contextlib.suppress(ConfigurationError):
+            owner_rules = self.owner_rules(owner)
+        if not key_rules and not owner_rules:
+            return []
+        info = self.calendar.at(self.clock())
+        out = []
+        for line in plan_checks(info, key_id or "", key_rules, owner, owner_rules):
+            used = await self.store.quota_used(line.counter)
+            resets = _dt.datetime.fromtimestamp(line.reset, tz=_dt.UTC)
+            out.append(
+                {
+                    "scope": line.scope,
+                    "period": line.rule.period,
+                    "period_id": line.period_id,
+                    "limit": line.rule.limit,
+                    "used": used,
+                    "remaining": max(0, line.rule.limit - used),
+                    "resets_at": resets.isoformat().replace("+00:00", "Z"),
+                }
+            )
         return out

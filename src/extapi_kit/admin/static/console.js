@@ -7,7 +7,7 @@
   const STORE = "extapi-admin-key";
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
-  const state = { keysCursor: null, auditCursor: null, auditFilters: null, autotest: false };
+  const state = { keysCursor: null, auditCursor: null, auditFilters: null, autotest: false, grantRows: [], editing: null };
 
   // -- plumbing ---------------------------------------------------------------------------
   function adminKey() { return sessionStorage.getItem(STORE); }
@@ -96,18 +96,123 @@
     $("secret-box").hidden = false;
   }
 
+  // -- grants editor: one row per resource type -> ids ("*" = all) --------------------------
+  function addGrantRow(type, ids) {
+    const row = el("div", null, "grant-row");
+    const kind = el("input");
+    kind.name = "grant_type"; kind.placeholder = "resource type, e.g. projects"; kind.value = type || "";
+    const values = el("input");
+    values.name = "grant_ids"; values.placeholder = "ids (space separated) or *"; values.value = (ids || []).join(" ");
+    const entry = { row: row, type: kind, ids: values };
+    row.appendChild(kind);
+    row.appendChild(values);
+    row.appendChild(button("Remove", async () => { removeGrantRow(entry); }));
+    $("grant-rows").appendChild(row);
+    state.grantRows.push(entry);
+    return entry;
+  }
+
+  function removeGrantRow(entry) {
+    state.grantRows = state.grantRows.filter((e) => e !== entry);
+    entry.row.remove();
+  }
+
+  function clearGrantRows() {
+    state.grantRows = [];
+    $("grant-rows").replaceChildren();
+  }
+
+  function readGrants() {
+    const grants = {};
+    for (const g of state.grantRows) {
+      const type = g.type.value.trim();
+      const ids = words(g.ids.value);
+      if (!type && !ids.length) continue;  // an empty row is ignored
+      if (!type) throw new Error("A grant row has ids but no resource type.");
+      if (!ids.length) throw new Error("Grant " + type + ": give the ids, or * for all.");
+      const have = grants[type] || [];
+      grants[type] = have.concat(ids.filter((i) => !have.includes(i)));
+    }
+    return grants;
+  }
+
+  function grantsText(grants) {
+    return Object.entries(grants || {}).map(([type, ids]) => type + ": " + ids.join(" ")).join("; ");
+  }
+
+  function readQuota(base) {
+    const quota = Object.assign({}, base || {});
+    const raw = $("key-form").elements.quota_monthly.value.trim();
+    if (raw === "") { delete quota.monthly; return quota; }
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw new Error("The monthly quota must be a whole number, 0 or more.");
+    quota.monthly = n;
+    return quota;
+  }
+
+  // -- keys: create and edit share the form ----------------------------------------------
+  function endEdit() {
+    state.editing = null;
+    $("key-form").reset();
+    clearGrantRows();
+    $("key-form").elements.expires_in.hidden = false;
+    $("key-submit").textContent = "Create key";
+    $("key-cancel").hidden = true;
+    $("key-editing").textContent = "";
+  }
+
   const createKey = guard(async function () {
     const f = $("key-form").elements;
     const body = { name: f.name.value.trim(), scopes: words(f.scopes.value) };
     if (f.owner.value.trim()) body.owner = f.owner.value.trim();
     if (f.expires_in.value.trim()) body.expires_in = f.expires_in.value.trim();
+    const grants = readGrants();
+    if (Object.keys(grants).length) body.grants = grants;
+    const quota = readQuota(null);
+    if (Object.keys(quota).length) body.quota = quota;
     const out = await api("POST", "keys", body);
     showSecret(out.secret);
     say("Created key " + out.key.id + ". Copy the secret now.");
-    $("key-form").reset();
+    endEdit();
     await loadKeys();
     return out;
   });
+
+  const editKey = guard(async function (id) {
+    const k = await api("GET", "keys/" + encodeURIComponent(id));
+    endEdit();
+    const f = $("key-form").elements;
+    f.name.value = k.name;
+    f.scopes.value = (k.scopes || []).join(" ");
+    f.owner.value = k.owner || "";
+    f.quota_monthly.value = k.quota && k.quota.monthly !== undefined ? String(k.quota.monthly) : "";
+    f.expires_in.hidden = true;  // the expiry is not edited here
+    Object.entries(k.grants || {}).forEach(([type, ids]) => addGrantRow(type, ids));
+    state.editing = k;
+    $("key-submit").textContent = "Save changes";
+    $("key-cancel").hidden = false;
+    $("key-editing").textContent = "Editing " + k.id;
+    return k;
+  });
+
+  const saveKey = guard(async function () {
+    const k = state.editing;
+    const f = $("key-form").elements;
+    const body = {
+      name: f.name.value.trim(),
+      scopes: words(f.scopes.value),
+      owner: f.owner.value.trim() || null,
+      grants: readGrants(),
+      quota: readQuota(k.quota),
+    };
+    const out = await api("PATCH", "keys/" + encodeURIComponent(k.id), body);
+    say("Saved key " + out.id + ".");
+    endEdit();
+    await loadKeys();
+    return out;
+  });
+
+  function submitKey(ev) { return state.editing ? saveKey(ev) : createKey(ev); }
 
   function keyRow(k) {
     const tr = el("tr");
@@ -115,9 +220,11 @@
     tr.appendChild(el("td", k.name));
     tr.appendChild(el("td", k.status, "status-" + k.status));
     tr.appendChild(el("td", (k.scopes || []).join(" ")));
+    tr.appendChild(el("td", grantsText(k.grants)));
     tr.appendChild(el("td", shortTime(k.last_used_at)));
     const act = el("td", null, "actions");
     act.appendChild(button("Usage", () => drawUsage(k.id)));
+    if (k.status !== "revoked") act.appendChild(button("Edit", () => editKey(k.id)));
     act.appendChild(button("Audit", () => { $("audit-form").elements.key_id.value = k.id; return searchAudit(); }));
     if (k.status === "active") act.appendChild(button("Rotate", () => rotateKey(k.id)));
     if (k.status !== "revoked") act.appendChild(button("Revoke", () => revokeKey(k.id), "danger"));
@@ -165,36 +272,97 @@
     return node;
   }
 
-  const drawUsage = guard(async function (id) {
-    const u = await api("GET", "keys/" + encodeURIComponent(id) + "/usage?minutes=60");
-    $("usage-key").textContent = id;
+  // items: [{ value, bad, tip, tick }]; a bar per item, its "bad" part drawn over it in red.
+  function drawBars(items, tickEvery) {
     const chart = $("usage-chart");
     chart.replaceChildren();
     const W = 600, H = 160, left = 30, bottom = 20, top = 8;
-    const n = u.buckets.length;
-    const peak = Math.max(1, ...u.buckets.map((b) => b.requests));
+    const n = Math.max(1, items.length);
+    const peak = Math.max(1, ...items.map((b) => b.value));
     const bw = (W - left - 4) / n;
     const scale = (H - bottom - top) / peak;
     chart.appendChild(svg("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
     chart.appendChild(svg("line", { x1: left, y1: top, x2: left, y2: H - bottom, class: "axis" }));
     chart.appendChild(svg("text", { x: 2, y: top + 8 }, String(peak)));
     chart.appendChild(svg("text", { x: 2, y: H - bottom }, "0"));
-    u.buckets.forEach((b, i) => {
+    items.forEach((b, i) => {
       const x = left + 2 + i * bw;
-      const h = b.requests * scale, r = b.rejections * scale;
+      const h = b.value * scale, r = Math.min(b.bad, b.value) * scale;
       if (h > 0) {
         const bar = svg("rect", { x: x, y: H - bottom - h, width: Math.max(1, bw - 1), height: h, class: "req" });
-        bar.appendChild(svg("title", {}, shortTime(b.start) + ": " + b.requests + " requests, " + b.rejections + " rejected"));
+        bar.appendChild(svg("title", {}, b.tip));
         chart.appendChild(bar);
       }
       if (r > 0) chart.appendChild(svg("rect", { x: x, y: H - bottom - r, width: Math.max(1, bw - 1), height: r, class: "rej" }));
-      if (i % 15 === 0) chart.appendChild(svg("text", { x: x, y: H - 6 }, shortTime(b.start).slice(11, 16)));
+      if (i % tickEvery === 0) chart.appendChild(svg("text", { x: x, y: H - 6 }, b.tick));
     });
+  }
+
+  function sum(values) { return values.reduce((a, b) => a + b, 0); }
+  function count(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
+  function drawQuotas(quotas) {
+    const box = $("usage-quotas");
+    box.replaceChildren();
+    quotas.forEach((q) => {
+      const row = el("div", null, q.used >= q.limit ? "quota full" : "quota");
+      const meter = document.createElement("progress");
+      meter.max = Math.max(1, q.limit);
+      meter.value = Math.min(q.used, q.limit);
+      row.appendChild(el("span", (q.scope === "owner" ? "owner " : "") + q.period + " quota"));
+      row.appendChild(meter);
+      row.appendChild(el("span", q.used + " of " + q.limit + " used, " + q.remaining + " left (" + q.period_id + "); resets " + shortTime(q.resets_at) + " UTC"));
+      box.appendChild(row);
+    });
+  }
+
+  // The usage counters (daily, the source of truth) when the admin API has a tracker.
+  function drawCounters(u) {
+    drawBars(u.days.map((d) => {
+      const rejected = sum(Object.values(d.rejected || {}));
+      return {
+        value: d.total,
+        bad: rejected,
+        tip: d.date + ": " + d.total + " requests (" + d.read + " read, " + d.write + " write), " + d.served + " served, " + rejected + " rejected",
+        tick: d.date.slice(5),
+      };
+    }), 7);
+    const t = u.totals;
+    const rejected = Object.entries(t.rejected || {}).map(([slug, n]) => slug + " " + n).join(", ");
+    $("usage-hint").textContent = "Requests per UTC day over the last " + u.days.length + " days (usage counters); red: rejected.";
+    $("usage-summary").textContent = count(t.total, "request") + " in " + u.days.length + " days (" + t.read + " read, " + t.write + " write; " +
+      t.served + " served, " + count(t.errors, "error") + (rejected ? "; rejected: " + rejected : "") + "). This month (" +
+      u.month.month + "): " + count(u.month.total, "request") + ".";
+    drawQuotas(u.quotas || []);
+    return { source: "counters", requests: t.total, days: u.days.length, quotas: (u.quotas || []).length };
+  }
+
+  // Fallback without a tracker: the last hour per minute, derived from the audit trail.
+  function drawActivity(u) {
+    drawBars(u.buckets.map((b) => ({
+      value: b.requests,
+      bad: b.rejections,
+      tip: shortTime(b.start) + ": " + b.requests + " requests, " + b.rejections + " rejected",
+      tick: shortTime(b.start).slice(11, 16),
+    })), 15);
+    $("usage-hint").textContent = "Requests and rejections per minute over the last hour, derived from the audit trail (no usage counters configured).";
     let summary = u.requests + " requests, " + u.rejections + " rejected (" + u.rate_limited + " rate-limited) in the last hour";
     if (u.last_rate_limit) summary += "; last decision: " + u.last_rate_limit.remaining + " of " + u.last_rate_limit.limit + " left (" + u.last_rate_limit.policy + ")";
     if (u.truncated) summary += " (partial: too many records)";
     $("usage-summary").textContent = summary + ".";
-    return u;
+    drawQuotas([]);
+    return { source: "audit", requests: u.requests, days: 0, quotas: 0 };
+  }
+
+  const drawUsage = guard(async function (id) {
+    const path = "keys/" + encodeURIComponent(id);
+    $("usage-key").textContent = id;
+    let counters = null;
+    try { counters = await api("GET", path + "/usage?days=30"); } catch (e) {
+      if (e.status !== 404) throw e;  // 404: no tracker (or no such key: activity says which)
+    }
+    if (counters) return drawCounters(counters);
+    return drawActivity(await api("GET", path + "/activity?minutes=60"));
   });
 
   // -- webhooks ---------------------------------------------------------------------------
@@ -329,10 +497,26 @@
       signedIn();
       const f = $("key-form").elements;
       f.name.value = "autotest"; f.scopes.value = params.get("scopes") || "";
+      addGrantRow("projects", ["7", "9"]);
+      addGrantRow("", []);  // an empty row is ignored
       const created = await createKey();
       const secret = $("secret-value").textContent;
       out.steps.created = created.key.id;
       out.steps.secret_shown = secret === created.secret && !$("secret-box").hidden;
+      out.steps.grants_created = created.key.grants;
+      // Edit: the form is filled from the key; change the grants and set a monthly quota.
+      await editKey(created.key.id);
+      out.steps.edit_prefilled = f.name.value === "autotest" && state.grantRows.length === 1 && state.grantRows[0].ids.value === "7 9";
+      const bad = addGrantRow("orgs", []);
+      try { readGrants(); out.steps.grant_row_refused = false; } catch (e) { out.steps.grant_row_refused = true; }
+      removeGrantRow(bad);
+      state.grantRows[0].ids.value = "*";
+      addGrantRow("jobs", ["3"]);
+      f.quota_monthly.value = "1000";
+      const updated = await submitKey();
+      out.steps.grants_updated = updated.grants;
+      out.steps.quota_updated = updated.quota;
+      out.steps.form_reset = state.editing === null && state.grantRows.length === 0;
       const target = params.get("call") || API + "/keys";
       out.steps.call_status = (await call("GET", target, undefined, secret)).status;
       $("audit-form").elements.key_id.value = created.key.id;
@@ -344,12 +528,16 @@
       }
       out.steps.audit_rows = document.querySelectorAll('#audit-rows tr[data-key-id="' + created.key.id + '"]').length;
       const usage = await drawUsage(created.key.id);
+      out.steps.usage_source = usage.source;
       out.steps.usage_requests = usage.requests;
+      out.steps.usage_days = usage.days;
       out.steps.chart_bars = $("usage-chart").querySelectorAll("rect").length;
+      out.steps.quota_meters = $("usage-quotas").querySelectorAll("progress").length;
       const revoked = await revokeKey(created.key.id);
       out.steps.revoked = revoked.status;
       out.steps.after_revoke_status = (await call("GET", target, undefined, secret)).status;
-      out.ok = out.steps.secret_shown && out.steps.audit_rows > 0 && out.steps.revoked === "revoked" && out.steps.after_revoke_status === 401;
+      out.ok = out.steps.secret_shown && out.steps.edit_prefilled && out.steps.grant_row_refused && out.steps.form_reset &&
+        out.steps.audit_rows > 0 && out.steps.revoked === "revoked" && out.steps.after_revoke_status === 401;
     } catch (e) {
       out.error = String(e && e.message ? e.message : e);
     }
@@ -368,7 +556,9 @@
       if (signedIn()) refresh();
     });
     $("signout").addEventListener("click", signOut);
-    $("key-form").addEventListener("submit", (ev) => { createKey(ev).catch(() => {}); });
+    $("key-form").addEventListener("submit", (ev) => { submitKey(ev).catch(() => {}); });
+    $("key-cancel").addEventListener("click", endEdit);
+    $("grant-add").addEventListener("click", () => { addGrantRow("", []).type.focus(); });
     $("keys-more").addEventListener("click", () => { loadKeys(true).catch(() => {}); });
     $("secret-copy").addEventListener("click", copySecret);
     $("secret-dismiss").addEventListener("click", () => { $("secret-value").textContent = ""; $("secret-box").hidden = true; });

@@ -1,0 +1,105 @@
+"""The studio's project-scoped keys end to end: self-service webhooks and writes by object id.
+
+A partner key granted project 7 registers its own webhook endpoint through the public API and a
+real uvicorn receiver gets the events of project 7 only (Z3 over webhooks); the same key cannot
+approve another project's asset or read another project's job (Z3, writes and reads by object
+id, refused before the internal service runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import standardwebhooks
+from examples.studio._runtime import run_lifespan
+from examples.studio.app import create_app, store_urls
+
+from extapi_kit.keys.service import KeyService
+from tests.webhooks.receivers import Recorder, serve
+
+pytestmark = pytest.mark.anyio
+
+
+async def _keys(data: Path) -> tuple[str, str, str]:
+    svc = KeyService(store_urls(data)["keys"])
+    try:
+        scopes = ["projects:read", "assets:write", "jobs:read", "jobs:write"]
+        hooks = ["webhooks:read", "webhooks:write"]
+        _, partner = await svc.create("p7", owner="p7", scopes=scopes + hooks,
+                                      grants={"projects": ["7"]})  # fmt: skip
+        _, other = await svc.create("p5", owner="p5", scopes=hooks, grants={"projects": ["5"]})
+        _, full = await svc.create("platform", scopes=scopes)
+    finally:
+        await svc.aclose()
+    return partner, other, full
+
+
+async def test_partner_webhooks_and_object_writes_stay_inside_its_projects(
+    tmp_path: Path,
+) -> None:
+    """Z3: self-service endpoint of a project-7 key receives project 7's events only; approving
+    or reading another project's objects is the missing-object 404; another tenant cannot see
+    or delete the endpoint; the secret is shown once and never listed."""
+    data = tmp_path / "d"
+    app = create_app(data)
+    partner, other, full = await _keys(data)
+    recorder = Recorder()
+    transport = httpx.ASGITransport(app, client=("203.0.113.7", 1234))
+    async with (
+        serve(recorder) as base,
+        run_lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        p, o, f = ({"X-API-Key": k} for k in (partner, other, full))
+        reg = await c.post(
+            "/api/v1/webhooks/endpoints",
+            headers=p,
+            json={"url": base + "/hook", "event_types": ["asset.approved"]},
+        )
+        assert reg.status_code == 201, reg.text
+        created = reg.json()
+        secret, ep_id = created["secret"], created["endpoint"]["id"]
+        assert created["endpoint"]["grants"] == {"projects": ["7"]}
+        listed = await c.get("/api/v1/webhooks/endpoints", headers=p)
+        assert [e["id"] for e in listed.json()["data"]] == [ep_id]
+        assert secret not in listed.text
+        # Another tenant: not listed, and show/delete are the same 404 as a missing endpoint.
+        assert (await c.get("/api/v1/webhooks/endpoints", headers=o)).json()["data"] == []
+        theirs = await c.get(f"/api/v1/webhooks/endpoints/{ep_id}", headers=o)
+        missing = await c.get("/api/v1/webhooks/endpoints/ep_nope", headers=o)
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.content == missing.content
+        assert (await c.delete(f"/api/v1/webhooks/endpoints/{ep_id}", headers=o)).status_code == 404
+
+        # Writes by object id: asset 9 belongs to project 5, asset 13 to project 7.
+        foreign = await c.post("/api/v1/assets/9/approve", headers=p)
+        nowhere = await c.post("/api/v1/assets/99999/approve", headers=p)
+        assert foreign.status_code == nowhere.status_code == 404
+        assert foreign.content == nowhere.content
+        assert (await c.post("/api/v1/assets/13/approve", headers=p)).status_code == 200
+        assert (await c.post("/api/v1/assets/10/approve", headers=f)).status_code == 200
+
+        # Jobs: read by id only inside the key's projects.
+        job = {"model": "sdxl", "prompt": "a fox"}
+        theirs_job = await c.post("/api/v1/jobs", headers=f, json={**job, "project_id": 5})
+        assert theirs_job.status_code == 201
+        jid = theirs_job.json()["id"]
+        assert (await c.get(f"/api/v1/jobs/{jid}", headers=p)).status_code == 404
+        assert (await c.get(f"/api/v1/jobs/{jid}/events", headers=p)).status_code == 404
+        assert (await c.get(f"/api/v1/jobs/{jid}", headers=f)).status_code == 200
+
+        await recorder.wait_for(1)
+        await asyncio.sleep(0.5)  # room for a wrongly scoped second delivery to arrive
+        payloads = [
+            standardwebhooks.Webhook(secret).verify(r.body, r.headers) for r in recorder.requests
+        ]
+        assert [(x["type"], x["data"]["id"]) for x in payloads] == [("asset.approved", 13)]
+        deliveries = await c.get(f"/api/v1/webhooks/endpoints/{ep_id}/deliveries", headers=p)
+        assert [d["status"] for d in deliveries.json()["data"]] == ["succeeded"]
+        gone = await c.delete(f"/api/v1/webhooks/endpoints/{ep_id}", headers=p)
+        assert gone.status_code == 204
+    assert all(secret not in json.dumps(r.headers) for r in recorder.requests)
