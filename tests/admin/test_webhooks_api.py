@@ -57,6 +57,24 @@ async def test_endpoint_crud_and_secret_shown_once(wh: tuple[Admin, Any]) -> Non
     assert (await c.get(f"{API}/webhooks/endpoints/{ep_id}", headers=h)).status_code == 404
 
 
+async def test_endpoint_grants_and_key_are_set_shown_and_replaced(wh: tuple[Admin, Any]) -> None:
+    """Z3: an operator scopes a tenant's endpoint to its resources; bad grants are a 422."""
+    admin, manager = wh
+    c, h = admin.client, admin.h
+    body = {"url": "http://127.0.0.1:9/t", "grants": {"projects": ["7"]}, "key_id": "key_t"}
+    created = (await c.post(f"{API}/webhooks/endpoints", json=body, headers=h)).json()
+    ep = created["endpoint"]
+    assert ep["grants"] == {"projects": ["7"]} and ep["key_id"] == "key_t"
+    assert (await manager.get_endpoint(ep["id"])).grants == {"projects": ["7"]}
+    url = f"{API}/webhooks/endpoints/{ep['id']}"
+    patched = await c.patch(url, json={"grants": {"projects": ["7", "9"]}}, headers=h)
+    assert patched.json()["grants"] == {"projects": ["7", "9"]}
+    cleared = await c.patch(url, json={"grants": None}, headers=h)
+    assert cleared.json()["grants"] is None
+    bad = await c.patch(url, json={"grants": {"no such type!": ["1"]}}, headers=h)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
 async def test_bad_urls_are_422(wh: tuple[Admin, Any]) -> None:
     """A URL the SSRF guard refuses (metadata address, bad scheme) is a 422 problem."""
     admin, _ = wh

@@ -144,6 +144,8 @@ class EndpointOut(BaseModel):
     max_concurrency: int | None = None
     metadata: dict[str, str] = {}
     owner: str | None = None
+    grants: dict[str, list[str]] | None = None
+    key_id: str | None = None
     created_at: float
     failing_since: float | None = None
     secret_count: int = 0
@@ -174,6 +176,12 @@ class EndpointCreate(_In):
     max_concurrency: int | None = Field(None, ge=1)
     metadata: dict[str, str] | None = None
     owner: str | None = None
+    grants: dict[str, list[str]] | None = Field(
+        None, description="only events about these resources (type -> ids, '*' = all)"
+    )
+    key_id: str | None = Field(
+        None, description="the API key it belongs to; its current grants apply too"
+    )
 
 
 class EndpointUpdate(_In):
@@ -186,6 +194,9 @@ class EndpointUpdate(_In):
     rate_limit: float | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, ge=1)
     metadata: dict[str, str] | None = None
+    grants: dict[str, list[str]] | None = Field(
+        None, description="replace the endpoint's grants (null removes them)"
+    )
 
 
 class DeliveryQuery(_In):

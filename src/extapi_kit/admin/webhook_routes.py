@@ -110,6 +110,8 @@ def add_webhook_routes(api: ExternalAPI, manager: WebhookManager, *, scopes: Seq
             max_concurrency=body.max_concurrency,
             metadata=body.metadata,
             owner=body.owner,
+            grants=body.grants,
+            key_id=body.key_id,
         )
         return EndpointCreated(endpoint=endpoint_out(endpoint), secret=endpoint.secrets[0].value)
 
