@@ -104,11 +104,13 @@ class QuotaPlan:
         now: when the plan was made (for the counters' expiry).
     """
 
-    __slots__ = ("checks", "lines", "policy")
+    __slots__ = ("checks", "lines", "policy", "warn_at")
 
     def __init__(self, lines: list[QuotaLine], now: float) -> None:
         self.lines = lines
         self.checks = [line.check(now) for line in lines]
+        # Units from which a line is past the warning threshold (computed once per plan).
+        self.warn_at = [ceil(line.rule.limit * WARNING_PERCENT / 100) for line in lines]
         self.policy = ", ".join(
             f'"{line.name}";q={line.rule.limit};w={PERIOD_WINDOW[line.rule.period]}'
             for line in lines
@@ -154,9 +156,16 @@ class QuotaDecision:
     def headers(self) -> tuple[bytes, bytes]:
         """Return the ``RateLimit-Policy`` and ``RateLimit`` list items for these quotas."""
         now = self.now
+        lines = self.plan.lines
+        if len(lines) == 1:  # the common case, without a generator and a join
+            line = lines[0]
+            left = line.rule.limit - self.used[0]
+            until = ceil(line.reset - now)
+            item = f'"{line.name}";r={left if left > 0 else 0};t={until if until > 1 else 1}'
+            return self.plan.policy, item.encode()
         state = ", ".join(
             f'"{line.name}";r={max(0, line.rule.limit - u)};t={max(1, ceil(line.reset - now))}'
-            for line, u in zip(self.plan.lines, self.used, strict=True)
+            for line, u in zip(lines, self.used, strict=True)
         )
         return self.plan.policy, state.encode()
 

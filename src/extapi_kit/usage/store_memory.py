@@ -64,11 +64,19 @@ class MemoryUsageStore:
             checks: counters and limits.
             cost: units to charge.
         """
-        used = [self._quota.get(c.counter, 0) for c in checks]
+        quota = self._quota
+        if len(checks) == 1:  # the common case: one quota, no lists to build twice
+            check = checks[0]
+            u = quota.get(check.counter, 0)
+            if u + cost > check.limit:
+                return False, [u]
+            quota[check.counter] = u + cost
+            return True, [u + cost]
+        used = [quota.get(c.counter, 0) for c in checks]
         if any(u + cost > c.limit for u, c in zip(used, checks, strict=True)):
             return False, used
         for c in checks:
-            self._quota[c.counter] = self._quota.get(c.counter, 0) + cost
+            quota[c.counter] = quota.get(c.counter, 0) + cost
         return True, [u + cost for u in used]
 
     async def quota_used(self, counter: str) -> int:

@@ -17,7 +17,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from math import ceil
 from typing import Any
 
 from extapi_kit._types import Clock
@@ -192,12 +191,12 @@ class UsageTracker(UsageQueries):
         allowed, used = await self.store.consume(plan.checks, cost)
         decision = QuotaDecision(allowed, plan, used, now)
         if self._on_event is not None:
-            for line, u in zip(plan.lines, used, strict=True):
+            for line, u, warn in zip(plan.lines, used, plan.warn_at, strict=True):
                 limit = line.rule.limit
                 full = u >= limit or (not allowed and u + cost > limit)
                 if full:
                     self._maybe_fire(line, 100, key_id, owner, u, now)
-                elif limit > 0 and u >= ceil(limit * WARNING_PERCENT / 100):
+                elif limit > 0 and u >= warn:
                     self._maybe_fire(line, WARNING_PERCENT, key_id, owner, u, now)
         return decision
 
