@@ -6,12 +6,15 @@ a free port. The load comes from ``wrk`` when it is on PATH (one thread, ``BENCH
 connections, ``BENCH_SECONDS`` seconds per cell), else (or with ``BENCH_LOADGEN=python``) from
 the bounded Python client in this module (asyncio streams, keep-alive, one request in flight per
 connection). Rows: req/s, p50/p99 latency and the ratios to bare Starlette, which is measured
-first and again last in the same run (the mean is the baseline; the drift is reported).
+first and again last in the same run (the mean is the baseline; the drift is reported). Every
+server freezes its startup heap (``gc.freeze()``, as docs/deployment.md recommends) unless
+``BENCH_GC_FREEZE=0``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -31,6 +34,7 @@ from bench.stacks import BODY, BenchEnv, Unavailable, build_stack, redis_env, st
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+GC_FREEZE = os.environ.get("BENCH_GC_FREEZE", "1") != "0"
 TARGETS = {"extapi full stack (memory)": 0.70, "extapi full stack (redis)": 0.50}
 
 
@@ -184,6 +188,12 @@ async def _serve(name: str, port: int, redis_url: str | None) -> None:
             await task
             raise RuntimeError("uvicorn stopped before it started")
         await asyncio.sleep(0.02)
+    if GC_FREEZE:
+        # What docs/deployment.md recommends for every app server: the heap built at startup
+        # goes to the permanent generation, so full collections under load scan only what the
+        # requests keep alive. Applied to every stack alike (BENCH_GC_FREEZE=0 turns it off).
+        gc.collect()
+        gc.freeze()
     headers = [[k.decode(), v.decode()] for k, v in stack.headers]
     info = {"name": stack.name, "get": stack.get_path, "post": stack.post_path, "headers": headers}
     print("READY " + json.dumps(info), flush=True)

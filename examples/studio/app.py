@@ -22,6 +22,7 @@ notifications (``api_key.quota_warning``/``api_key.quota_exhausted``) as webhook
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import logging
 import os
@@ -116,6 +117,7 @@ def create_app(
     write_limit: str = "60/minute",
     rate_strategy: str = "sliding-window",
     key_cache_ttl: float = 2.0,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """Build the whole studio server.
 
@@ -129,6 +131,8 @@ def create_app(
             ``moving-window`` (exact) or ``fixed-window``.
         key_cache_ttl: seconds a verified key is trusted before the store is read again (a
             revocation made by another process, such as the CLI, applies within this time).
+        freeze_gc: call ``gc.freeze()`` once started (a serving process; not in tests, where
+            apps start many times in one interpreter).
     """
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -237,6 +241,11 @@ def create_app(
             await exits.enter_async_context(dispatcher.lifespan_context())
             if admin is not None:
                 await exits.enter_async_context(run_lifespan(admin))
+            if freeze_gc:
+                # Tail latency: the start-up heap is never scanned by full collections again
+                # (docs/deployment.md, "freeze the startup heap").
+                gc.collect()
+                gc.freeze()
             yield
 
     routes: list[Any] = [Route("/health", health), Route("/", index), Mount("/api", app=stack)]
@@ -276,4 +285,5 @@ def app_from_env() -> Starlette:
         write_limit=env.get("EXTAPI_DEMO_WRITE_LIMIT", "60/minute"),
         rate_strategy=env.get("EXTAPI_DEMO_RATE_STRATEGY", "sliding-window"),
         key_cache_ttl=float(env.get("EXTAPI_DEMO_KEY_CACHE_TTL", "2")),
+        freeze_gc=True,
     )
