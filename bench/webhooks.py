@@ -25,7 +25,8 @@ import httpx
 
 from extapi_kit._types import Receive, Scope, Send
 from extapi_kit.webhooks import WebhookDispatcher, WebhookManager, publish_event
-from extapi_kit.webhooks.sender import AttemptResult
+from extapi_kit.webhooks.sender import AttemptResult, WebhookSender
+from extapi_kit.webhooks.ssrf import URLGuard
 from extapi_kit.webhooks.store import WebhookStore, webhook_store_from_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +164,21 @@ async def _overhead(url: str) -> dict[str, Any]:
             "per_second": per * 2 / elapsed}  # fmt: skip
 
 
+async def _sender_only(base: str) -> dict[str, Any]:
+    """One WebhookSender, sequential signed-size POSTs on a kept-alive connection: rate and CPU."""
+    n = min(N_THROUGHPUT, 2000)
+    body = json.dumps({"type": "bench", "data": {"i": 1}}).encode()
+    headers = {"webhook-id": "msg_bench", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
+    async with WebhookSender(guard=URLGuard(allow_loopback=True)) as sender:
+        await sender.send(base + "/s", headers, body)  # connect outside the measurement
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            await sender.send(base + "/s", headers, body)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"name": "sender only (sequential)", "deliveries": n, "per_second": n / elapsed,
+            "cpu_us_per_request": cpu / n * 1e6}  # fmt: skip
+
+
 async def _latency(url: str, base: str, client: httpx.AsyncClient) -> dict[str, Any]:
     store = webhook_store_from_url(url)
     await _setup(store, base, ["/l"])
@@ -216,6 +232,7 @@ async def _main(base: str, redis_url: str, tmp: str) -> list[dict[str, Any]]:
                 break
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
+        rows.append(await _sender_only(base))
         for i, url in enumerate((f"sqlite:///{tmp}/bench.db", redis_url)):
             rows.append(await _overhead(url.replace("bench.db", f"null{i}.db")))
             rows.append(await _throughput(url, base, client))

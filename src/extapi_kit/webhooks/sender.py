@@ -1,12 +1,14 @@
 """The HTTP half of a delivery attempt: one guarded, pinned, deadline-bound POST.
 
 Every send re-checks the URL with the :class:`~extapi_kit.webhooks.ssrf.URLGuard` and connects to
-one of the addresses the guard just checked: the URL's host is rewritten to the IP, ``Host`` keeps
-the original name and, for HTTPS, the ``sni_hostname`` extension keeps SNI and certificate checks on
-the name (anchors-reliability W3). httpx timeouts are per operation, so a receiver dripping one byte
-a second never trips them; an outer ``asyncio.timeout`` bounds the whole exchange including the
-body read (W6, §0.9). The response is streamed and at most ``max_response_bytes`` are read (W7).
-Redirects are failures and are not followed (W4); proxies from the environment are ignored (W5).
+one of the addresses the guard just checked, never resolving the name again: ``Host`` keeps the
+original netloc and, for HTTPS, SNI and the certificate check use the name (anchors-reliability
+W3). One ``asyncio.timeout`` bounds the whole exchange, connect to last body byte, so a receiver
+dripping one byte a second cannot hold an attempt longer (W6, §0.9). At most
+``max_response_bytes`` of the body are read, then the connection is dropped (W7). Redirects are
+failures and are not followed (W4); no proxy, cookie or CA setting is taken from the environment
+(W5). The wire work (h11 over asyncio streams and a keep-alive pool keyed by IP and name) lives in
+``_http11``.
 """
 
 from __future__ import annotations
@@ -14,24 +16,31 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
-import http.cookiejar
+import functools
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import certifi
+import h11
 import httpx
 
 from extapi_kit.exceptions import UnsafeURLError
-from extapi_kit.webhooks.ssrf import IPAddress, UnresolvableHostError, URLGuard
+from extapi_kit.webhooks._http11 import (
+    Connection,
+    ConnectionPool,
+    PoolKey,
+    Progress,
+    StaleConnectionError,
+    open_connection,
+)
+from extapi_kit.webhooks.ssrf import ResolvedTarget, UnresolvableHostError, URLGuard
 
 __all__ = ["AttemptResult", "WebhookSender", "parse_retry_after"]
 
 TRUNCATED_MARKER = "\n...[truncated]"
-# HTTPS connections are pooled per host name: httpcore pools by origin (here the IP), so without
-# this a TLS connection opened with one SNI could carry a request for another name on the same IP.
-_MAX_TLS_HOSTS = 256
+_KEEPALIVE_EXPIRY = 30.0
 _MAX_HEADERS = 64
 _MAX_HEADER_VALUE = 1024
 # Framing and routing headers are the sender's business, never the caller's.
@@ -91,21 +100,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-@dataclass
-class _Progress:
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-
-@dataclass
-class _TLSClient:
-    client: httpx.AsyncClient
-    inflight: int = 0
-    evicted: bool = False
-
-
 def _classify(exc: BaseException) -> str:
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
@@ -133,13 +127,18 @@ def _classify(exc: BaseException) -> str:
 class WebhookSender:
     """Sends one webhook POST at a time per call, safely; share one instance per process.
 
+    Connections are kept alive and reused per (scheme, checked IP, port, host name), so a TLS
+    connection verified for one name never carries a request for another.
+
     Args:
         guard: the SSRF guard (default: ``URLGuard()``, which denies loopback and private ranges).
         timeout: total deadline in seconds for one attempt, from DNS to the last body byte read.
         connect_timeout: deadline for the TCP (and TLS) connect.
         max_response_bytes: at most this many response body bytes are read and kept.
         user_agent: the ``User-Agent`` header.
-        max_connections: connection pool size (for plain HTTP, and per host name for HTTPS).
+        max_connections: the most idle keep-alive connections kept (least recently used closed
+            first; idle ones are closed after 30 s). Attempts in flight are bounded by the caller
+            (the dispatcher's ``concurrency``).
     """
 
     def __init__(
@@ -154,17 +153,11 @@ class WebhookSender:
     ) -> None:
         self._guard = guard or URLGuard()
         self._deadline = timeout
-        self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
-        self._limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        )
+        self._connect_timeout = min(connect_timeout, timeout)
         self._max_response_bytes = max_response_bytes
         self._user_agent = user_agent
         self._ssl: ssl.SSLContext | None = None
-        self._http = self._new_client()
-        self._tls: OrderedDict[str, _TLSClient] = OrderedDict()
+        self._pool = ConnectionPool(max_idle=max_connections, expiry=_KEEPALIVE_EXPIRY)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -176,42 +169,14 @@ class WebhookSender:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _new_client(self) -> httpx.AsyncClient:
+    def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            # One verifying context for every pool; environment variables are not consulted (W5).
-            self._ssl = httpx.create_ssl_context(verify=True, trust_env=False)
-        # A jar that accepts nothing: a receiver's cookies must never reach another endpoint.
-        jar = http.cookiejar.CookieJar(
-            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
-        )
-        return httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            verify=self._ssl,
-            timeout=self._timeout,
-            limits=self._limits,
-            cookies=jar,
-        )
-
-    async def _acquire_tls(self, host: str) -> _TLSClient:
-        entry = self._tls.get(host)
-        if entry is None:
-            entry = _TLSClient(self._new_client())
-            self._tls[host] = entry
-            while len(self._tls) > _MAX_TLS_HOSTS:
-                _, old = self._tls.popitem(last=False)
-                old.evicted = True
-                if old.inflight == 0:
-                    await old.client.aclose()
-        else:
-            self._tls.move_to_end(host)
-        entry.inflight += 1
-        return entry
-
-    async def _release_tls(self, entry: _TLSClient) -> None:
-        entry.inflight -= 1
-        if entry.evicted and entry.inflight == 0:
-            await entry.client.aclose()
+            # certifi's bundle, as httpx used: SSL_CERT_FILE/SSL_CERT_DIR are not consulted (W5).
+            context = ssl.create_default_context(cafile=certifi.where())
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return self._ssl
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> AttemptResult:
         """POST ``body`` to ``url``; never raises for network problems.
@@ -220,9 +185,14 @@ class WebhookSender:
             url: the endpoint URL (checked by the guard on every call).
             headers: request headers, e.g. the signature headers (``Host`` is always replaced).
             body: the exact body bytes.
+
+        Raises:
+            RuntimeError: after :meth:`aclose`.
         """
+        if self._closed:
+            raise RuntimeError("the WebhookSender is closed")
         start = time.perf_counter()
-        progress = _Progress()
+        progress = Progress()
         error: str | None = None
         try:
             async with asyncio.timeout(self._deadline):
@@ -233,9 +203,9 @@ class WebhookSender:
             error = "dns_error"
         except UnsafeURLError:
             error = "ssrf_blocked"
-        except httpx.TimeoutException:
-            error = "timeout"
-        except (httpx.TransportError, OSError) as exc:
+        except h11.ProtocolError:
+            error = "connection_error"
+        except OSError as exc:
             error = _classify(exc)
         duration = time.perf_counter() - start
         status = progress.status
@@ -244,106 +214,110 @@ class WebhookSender:
         excerpt = progress.body.decode("utf-8", "replace")
         if progress.truncated:
             excerpt += TRUNCATED_MARKER
+        captured = _capture_headers(progress.raw_headers)
         return AttemptResult(
             status=status,
             duration=duration,
             response_excerpt=excerpt,
-            response_headers=progress.headers,
+            response_headers=captured,
             error=error,
-            retry_after=parse_retry_after(progress.headers.get("retry-after"), now=time.time()),
+            retry_after=parse_retry_after(captured.get("retry-after"), now=time.time()),
         )
 
     async def _exchange(
-        self, url: str, headers: Mapping[str, str], body: bytes, progress: _Progress
+        self, url: str, headers: Mapping[str, str], body: bytes, progress: Progress
     ) -> None:
         target = await self._guard.check(url)
-        original = httpx.URL(url)
-        last_error: Exception | None = None
-        for addr in target.addresses:
+        host_header, path = _url_parts(url)
+        head = h11.Request(
+            method="POST", target=path, headers=self._request_headers(host_header, headers, body)
+        )
+        keys: list[PoolKey] = [
+            (target.scheme, str(addr), target.port, target.host) for addr in target.addresses
+        ]
+        conn = self._pool.take(keys)
+        if conn is not None:
             try:
-                await self._post(
-                    target.scheme, target.host, addr, original, headers, body, progress
-                )
+                await self._run(conn, head, body, progress, reused=True)
                 return
-            except httpx.ConnectError as exc:
-                # Try the next checked address on a failed connect (e.g. no IPv6 route), but not
-                # after a TLS failure, which another address of the same name would repeat.
-                if _classify(exc) == "tls_error":
-                    raise
-                last_error = exc
-        if last_error is not None:
-            raise last_error
+            except StaleConnectionError:
+                # The receiver closed the idle connection as we reused it and no byte of an
+                # answer came back: one retry on a fresh connection, or a keep-alive race would
+                # make a healthy endpoint look failing.
+                pass
+        conn = await self._connect(target, keys)
+        await self._run(conn, head, body, progress, reused=False)
 
-    async def _post(
-        self,
-        scheme: str,
-        host: str,
-        addr: IPAddress,
-        original: httpx.URL,
-        headers: Mapping[str, str],
-        body: bytes,
-        progress: _Progress,
-    ) -> None:
-        request_headers = {
+    def _request_headers(
+        self, host_header: str, headers: Mapping[str, str], body: bytes
+    ) -> list[tuple[str, str]]:
+        merged = {
             "user-agent": self._user_agent,
             "content-type": "application/json",
             # Compressed bodies could expand far beyond the read cap; ask for none.
             "accept-encoding": "identity",
         }
         for name, value in headers.items():
-            if name.lower() not in _RESERVED:
-                request_headers[name.lower()] = value
-        request_headers["host"] = original.netloc.decode("ascii")
-        extensions: dict[str, str] = {}
-        literal = str(addr) == host
-        if scheme == "https" and not literal:
-            extensions["sni_hostname"] = host
-        pinned = original.copy_with(host=str(addr))
-        entry = await self._acquire_tls(host) if scheme == "https" else None
-        client = entry.client if entry is not None else self._http
-        try:
-            request = client.build_request(
-                "POST", pinned, headers=request_headers, content=body, extensions=extensions
-            )
-            response = await client.send(request, stream=True)
-            try:
-                progress.status = response.status_code
-                progress.headers = _capture_headers(response.headers)
-                await self._read_capped(response, progress)
-            finally:
-                await response.aclose()
-        finally:
-            if entry is not None:
-                await self._release_tls(entry)
+            lowered = name.lower()
+            if lowered not in _RESERVED:
+                merged[lowered] = value
+        return [("host", host_header), *merged.items(), ("content-length", str(len(body)))]
 
-    async def _read_capped(self, response: httpx.Response, progress: _Progress) -> None:
-        cap = self._max_response_bytes
-        async for chunk in response.aiter_raw():
-            room = cap - len(progress.body)
-            if len(chunk) > room:
-                progress.body += chunk[:room]
-                progress.truncated = True
-                return  # the rest is never read; closing the response drops the connection
-            progress.body += chunk
+    async def _connect(self, target: ResolvedTarget, keys: list[PoolKey]) -> Connection:
+        context = self._context() if target.scheme == "https" else None
+        last_error: OSError | None = None
+        for key in keys:
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    return await open_connection(key, context)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                # Try the next checked address on a failed connect (e.g. no IPv6 route), but not
+                # after a TLS failure, which another address of the same name would repeat.
+                if _classify(exc) == "tls_error":
+                    raise
+                last_error = exc
+        raise last_error or ConnectionError("no checked address to connect to")
+
+    async def _run(
+        self, conn: Connection, head: h11.Request, body: bytes, progress: Progress, *, reused: bool
+    ) -> None:
+        keep = False
+        try:
+            keep = await conn.request(head, body, progress, self._max_response_bytes, reused=reused)
+        finally:
+            # Any error, cancellation (the deadline), truncation or unfinished exchange drops it.
+            if keep and not self._closed:
+                self._pool.put(conn)
+            else:
+                conn.abort()
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
         if self._closed:
             return
         self._closed = True
-        await self._http.aclose()
-        entries = list(self._tls.values())
-        self._tls.clear()
-        for entry in entries:
-            await entry.client.aclose()
+        self._pool.close()
 
 
-def _capture_headers(headers: httpx.Headers) -> dict[str, str]:
+@functools.lru_cache(maxsize=1024)
+def _url_parts(url: str) -> tuple[str, bytes]:
+    """``Host`` value (the original netloc) and request target of a URL the guard accepted."""
+    parsed = httpx.URL(url)
+    return parsed.netloc.decode("ascii"), parsed.raw_path
+
+
+def _capture_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     captured: dict[str, str] = {}
-    for name, value in headers.multi_items():
-        key = name.lower()
+    for raw_name, raw_value in raw:
+        key = raw_name.decode("latin-1").lower()
         if key not in captured and len(captured) >= _MAX_HEADERS:
             continue
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
         value = value[:_MAX_HEADER_VALUE]
         captured[key] = f"{captured[key]}, {value}" if key in captured else value
     return captured
