@@ -60,9 +60,9 @@ def _hasher(args: argparse.Namespace) -> Hasher:
     return Argon2Hasher()
 
 
-def _service(args: argparse.Namespace) -> KeyService:
+def _service(args: argparse.Namespace, on_event: Any = None) -> KeyService:
     url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
-    return KeyService(url, hasher=_hasher(args), prefix=args.prefix)
+    return KeyService(url, hasher=_hasher(args), prefix=args.prefix, on_event=on_event)
 
 
 async def _usage(args: argparse.Namespace, records: list[KeyRecord]) -> dict[str, Any]:
@@ -201,14 +201,34 @@ async def _revoke(svc: KeyService, args: argparse.Namespace) -> None:
         print(f"revoked {args.id}")
 
 
+def _webhook_url(args: argparse.Namespace) -> str | None:
+    url = getattr(args, "webhook_store", None) or os.environ.get("EXTAPI_KIT_WEBHOOK_STORE")
+    return str(url) if url else None
+
+
 def _handler(fn: Callable[[KeyService, argparse.Namespace], Awaitable[None]]) -> Any:
     def run(args: argparse.Namespace) -> int:
         async def main() -> None:
-            svc = _service(args)
+            hooks = None
+            on_event = None
+            url = _webhook_url(args)
+            if url:
+                # Key changes made here reach integrators like server-side ones: the event is
+                # written to the webhook store, and the server's dispatcher delivers it.
+                from extapi_kit.webhooks import publish_event, webhook_store_from_url
+
+                hooks = store = webhook_store_from_url(url)
+
+                async def on_event(kind: str, record: KeyRecord) -> None:
+                    await publish_event(store, kind, record.public_dict(time.time()))
+
+            svc = _service(args, on_event)
             try:
                 await fn(svc, args)
             finally:
                 await svc.aclose()
+                if hooks is not None:
+                    await hooks.aclose()
 
         asyncio.run(main())
         return 0
@@ -244,6 +264,11 @@ def register(subparsers: Any) -> None:
         "--store", help=f"key store URL (default $EXTAPI_KIT_STORE or {DEFAULT_STORE})"
     )
     common.add_argument("--hasher", choices=("argon2", "hmac"), default="argon2")
+    common.add_argument(
+        "--webhook-store",
+        help="publish api_key.* events to this webhook store (default $EXTAPI_KIT_WEBHOOK_STORE;"
+        " unset: no events)",
+    )
     common.add_argument("--prefix", default="xk", help="key prefix (default xk)")
     keys = subparsers.add_parser("keys", help="manage API keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
