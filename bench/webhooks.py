@@ -206,7 +206,7 @@ async def _hang(url: str, base: str, client: httpx.AsyncClient) -> list[dict[str
     for label, paths in (("baseline", healthy), ("one hanging", [*healthy, "/hang"])):
         store = webhook_store_from_url(url)
         await _setup(store, base, paths)
-        per = 600
+        per = int(os.environ.get("BENCH_WEBHOOK_HANG_EVENTS", "1500"))
         for i in range(per):
             await publish_event(store, "bench", {"i": i})
         await _stats(client, base, reset=True)
