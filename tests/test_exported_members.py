@@ -99,3 +99,23 @@ def test_exceptions_form_one_tree() -> None:
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), extapi_kit.ExtAPIKitError)
     assert issubclass(extapi_kit.ConfigurationError, ValueError)
+
+
+def test_names_load_lazily_on_first_use() -> None:
+    """`import extapi_kit` loads no subpackage; a name loads its module on first use only, and
+    an unknown name is an AttributeError (not an ImportError from a half-loaded package)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, extapi_kit\n"
+        "heavy = ('extapi_kit.routing', 'extapi_kit.webhooks', 'httpx', 'pydantic', 'limits')\n"
+        "print(any(m in sys.modules for m in heavy))\n"
+        "from extapi_kit import RateLimitMiddleware\n"
+        "mods = ('extapi_kit.middleware.rate_limit', 'extapi_kit.webhooks')\n"
+        "print(*(m in sys.modules for m in mods))\n"
+        "try:\n    extapi_kit.NoSuchName\nexcept AttributeError:\n    print('attr')\n"
+        "print(sorted(set(extapi_kit.__all__) - set(dir(extapi_kit))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:4] == ["False", "True False", "attr", "[]"], out.stdout
