@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
         "--cov=extapi_kit",
         "--cov-branch",
         "--cov-report=term",
-        "--cov-fail-under=92",
+        "--cov-fail-under=95",
         *session.posargs,
     )
 

@@ -33,7 +33,8 @@ from extapi_kit.webhooks.scoping import (
     KeyGrants,
     check_resources,
     covers,
-    intersect,
+    covers_all,
+    effective_grants,
     resources_from,
 )
 from tests.webhooks.receivers import Recorder, serve
@@ -88,13 +89,37 @@ def test_covers_matches_the_documented_rule(
     assert covers(grants, check_resources(resources)) is _oracle(grants, resources)
 
 
-@given(a=grant_maps, b=grant_maps, resources=resource_maps)
-def test_intersection_allows_exactly_what_both_allow(
-    a: dict[str, list[str]] | None, b: dict[str, list[str]] | None, resources: dict[str, list[str]]
+@pytest.mark.anyio
+@given(own=grant_maps, key=grant_maps, resources=resource_maps)
+async def test_own_and_key_grants_combine_as_a_logical_and(
+    own: dict[str, list[str]] | None,
+    key: dict[str, list[str]] | None,
+    resources: dict[str, list[str]],
 ) -> None:
-    """An endpoint's own grants and its key's grants combine as a logical AND."""
-    both = covers(a, resources) and covers(b, resources)
-    assert covers(intersect(a, b), resources) is both
+    """Z3: an endpoint's own grants and its key's grants must each allow the event (found by
+    Hypothesis: merging them into one mapping let an event through that one side refuses)."""
+    from extapi_kit.webhooks import Endpoint
+
+    async def resolver(key_id: str) -> dict[str, list[str]] | None:
+        return key or {}
+
+    endpoint = Endpoint(url="https://example.com/h", grants=own, key_id="key_1")
+    scopes = await effective_grants(endpoint, resolver)
+    both = _oracle(own, resources) and _oracle(key or None, resources)
+    assert covers_all(scopes, check_resources(resources)) is both
+
+
+@pytest.mark.anyio
+async def test_a_key_that_may_not_act_allows_nothing() -> None:
+    """A revoked, expired or unknown owning key (resolver answers None) blocks every event."""
+    from extapi_kit.webhooks import Endpoint
+
+    async def gone(key_id: str) -> None:
+        return None
+
+    scopes = await effective_grants(Endpoint(url="https://e.com/h", key_id="k"), gone)
+    assert not covers_all(scopes, {"projects": ["7"]}) and not covers_all(scopes, {})
+    assert covers_all(await effective_grants(Endpoint(url="https://e.com/h"), gone), {})
 
 
 def test_resources_from_payload_fields() -> None:

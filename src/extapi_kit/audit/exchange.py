@@ -249,16 +249,6 @@ class _Exchange:
             self.close_code,
         )
 
-    def record(self, ctx: RequestContext, *, query: str, client_ip: str | None) -> AuditRecord:
-        """Build the audit record from what the wire showed and what the stack decided.
-
-        Args:
-            ctx: the request context filled by the inner layers.
-            query: the redacted query string.
-            client_ip: the resolved client address.
-        """
-        return build_record(self.snapshot(ctx), query, client_ip)
-
 
 class HTTPExchange(_Exchange):
     """Observe one HTTP request/response.

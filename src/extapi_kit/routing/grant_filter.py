@@ -84,12 +84,13 @@ class GrantFilteredResponse:
         send: the ASGI send to wrap.
     """
 
-    __slots__ = ("_body", "_on", "_rules", "_scope", "_send", "_start")
+    __slots__ = ("_body", "_cut", "_on", "_rules", "_scope", "_send", "_start")
 
     def __init__(self, rules: list[tuple[str, frozenset[str]]], scope: Scope, send: Send) -> None:
         self._rules, self._scope, self._send = rules, scope, send
         self._start: Message | None = None
         self._on = False
+        self._cut = False  # a 502 was sent: the rest of the body is dropped
         self._body = bytearray()
 
     async def send(self, message: Message) -> None:
@@ -105,12 +106,14 @@ class GrantFilteredResponse:
             else:
                 await self._send(message)
             return
+        if message["type"] == "http.response.body" and self._cut:
+            return  # the problem above completed the response; nothing may follow it
         if message["type"] != "http.response.body" or not self._on:
             await self._send(message)
             return
         self._body += message.get("body", b"")
         if len(self._body) > _MAX_FILTERED:
-            self._on = False
+            self._on, self._cut = False, True
             await send_problem(self._send, "bad-gateway", "response too large", scope=self._scope)
             return
         if not message.get("more_body", False):

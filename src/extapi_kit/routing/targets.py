@@ -309,12 +309,13 @@ def _mask_server_errors(send: Send, scope: Scope) -> Send:
 class _FilteredResponse:
     """Buffer a JSON 2xx answer of the internal app and re-serialise it through the model."""
 
-    __slots__ = ("_body", "_filter", "_route", "_scope", "_send", "_start")
+    __slots__ = ("_body", "_cut", "_filter", "_route", "_scope", "_send", "_start")
 
     def __init__(self, route: Route, scope: Scope, send: Send) -> None:
         self._route, self._scope, self._send = route, scope, send
         self._start: Message | None = None
         self._filter = False
+        self._cut = False  # a 502 was sent: the rest of the body is dropped
         self._body = bytearray()
 
     async def send(self, message: Message) -> None:
@@ -327,12 +328,14 @@ class _FilteredResponse:
             else:
                 self._start = message
             return
+        if message["type"] == "http.response.body" and self._cut:
+            return  # the problem above completed the response; nothing may follow it
         if message["type"] != "http.response.body" or not self._filter:
             await self._send(message)
             return
         self._body += message.get("body", b"")
         if len(self._body) > _MAX_FILTERED_RESPONSE:
-            self._filter = False
+            self._filter, self._cut = False, True
             await send_problem(
                 self._send, "bad-gateway", "internal response too large", scope=self._scope
             )

@@ -24,7 +24,7 @@ from extapi_kit.webhooks.models import (
     EndpointSecret,
     Event,
 )
-from extapi_kit.webhooks.scoping import covers, intersect
+from extapi_kit.webhooks.scoping import covers
 from extapi_kit.webhooks.signing import generate_secret, signature_headers
 from extapi_kit.webhooks.ssrf import URLGuard
 from extapi_kit.webhooks.store import WebhookStore
@@ -115,18 +115,18 @@ class WebhookManager:
                 dispatcher has ``key_grants``).
             principal: the verified key registering it (self-service): sets ``key_id`` and
                 ``owner`` and copies the key's restricted grants, so the endpoint stays scoped
-                even where the dispatcher has no ``key_grants``.
+                even where the dispatcher has no ``key_grants`` (not together with ``grants``).
         """
         self.guard.check_syntax(url)
         _check_limits(rate_limit, max_concurrency)
         scoped = check_grants(grants) if grants is not None else None
         if principal is not None:
+            if grants is not None:
+                raise ConfigurationError("give grants= or principal=, not both")
             key_id = principal.key_id
             owner = owner if owner is not None else principal.owner
-            mine = {k: tuple(v) for k, v in principal.grants.items() if "*" not in v}
-            if mine:
-                merged = intersect(scoped, mine) or {}
-                scoped = {k: tuple(sorted(v)) for k, v in merged.items()}
+            mine = {k: tuple(sorted(v)) for k, v in principal.grants.items() if "*" not in v}
+            scoped = mine or None
         now = self.clock()
         endpoint = Endpoint(
             url=url,

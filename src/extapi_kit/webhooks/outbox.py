@@ -17,7 +17,7 @@ from typing import Any
 
 from extapi_kit.exceptions import ConfigurationError, NotFoundError
 from extapi_kit.webhooks.models import Delivery, Endpoint, Event, new_id
-from extapi_kit.webhooks.scoping import Grants, check_resources, covers, resources_from
+from extapi_kit.webhooks.scoping import Grants, check_resources, covers_all, resources_from
 from extapi_kit.webhooks.store import WebhookStore
 
 __all__ = ["EndpointCache", "publish_event", "publish_in_transaction"]
@@ -58,7 +58,7 @@ def deliveries_for(
     endpoints: Sequence[Endpoint],
     *,
     now: float,
-    grants: Mapping[str, Grants | None] | None = None,
+    grants: Mapping[str, Sequence[Grants | None]] | None = None,
 ) -> list[Delivery]:
     """Return one delivery, due now, per enabled endpoint subscribed to the event and allowed it.
 
@@ -66,7 +66,8 @@ def deliveries_for(
         event: the event.
         endpoints: every endpoint.
         now: the current epoch time.
-        grants: endpoint id -> effective grants (absent: the endpoint's own ``grants``).
+        grants: endpoint id -> the grants that must all allow the event (absent: the endpoint's
+            own ``grants``).
     """
     resolved = grants or {}
     return [
@@ -74,7 +75,7 @@ def deliveries_for(
         for e in endpoints
         if e.enabled
         and e.accepts(event.type)
-        and covers(resolved.get(e.id, e.grants), event.resources)
+        and covers_all(resolved.get(e.id, (e.grants,)), event.resources)
     ]
 
 

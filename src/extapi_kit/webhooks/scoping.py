@@ -45,6 +45,7 @@ __all__ = [
     "KeyGrants",
     "check_resources",
     "covers",
+    "covers_all",
     "effective_grants",
     "fanout_grants",
     "gate_attempt",
@@ -144,31 +145,24 @@ def covers(grants: Grants | None, resources: Mapping[str, Collection[str]]) -> b
     return named
 
 
-def intersect(a: Grants | None, b: Grants | None) -> Grants | None:
-    """Return grants allowing what both ``a`` and ``b`` allow (None = unrestricted).
+def covers_all(scopes: Sequence[Grants | None], resources: Mapping[str, Collection[str]]) -> bool:
+    """Return whether every set of grants in ``scopes`` allows the event (a logical AND).
+
+    An endpoint's own grants and its key's grants are kept apart and each must allow the event:
+    merging them into one mapping would loosen the fail-closed rule (an event naming only a type
+    one side restricts would pass for the side that restricts another type).
 
     Args:
-        a: one set of grants.
-        b: the other.
+        scopes: the endpoint's grants, then its key's (empty = unrestricted).
+        resources: the event's resources.
     """
-    if not a:
-        return b
-    if not b:
-        return a
-    out: dict[str, Collection[str]] = {}
-    for kind in set(a) | set(b):
-        x, y = a.get(kind), b.get(kind)
-        if x is None or "*" in x:
-            out[kind] = y if y is not None else x or ()
-        elif y is None or "*" in y:
-            out[kind] = x
-        else:
-            out[kind] = frozenset(x) & frozenset(y)
-    return out
+    return all(covers(g, resources) for g in scopes)
 
 
-async def effective_grants(endpoint: Endpoint, resolver: GrantsResolver | None) -> Grants | None:
-    """Return the grants that apply to ``endpoint`` now (None = unrestricted).
+async def effective_grants(
+    endpoint: Endpoint, resolver: GrantsResolver | None
+) -> tuple[Grants | None, ...]:
+    """Return the grants that apply to ``endpoint`` now, each of which must allow an event.
 
     Args:
         endpoint: the endpoint (its own ``grants`` and its ``key_id``).
@@ -177,14 +171,14 @@ async def effective_grants(endpoint: Endpoint, resolver: GrantsResolver | None) 
     """
     own: Grants | None = endpoint.grants
     if endpoint.key_id is None or resolver is None:
-        return own
+        return (own,)
     key = await resolver(endpoint.key_id)
-    return DENY if key is None else intersect(own, key)
+    return (own, DENY if key is None else key)
 
 
 async def fanout_grants(
     endpoints: Sequence[Endpoint], resolver: GrantsResolver | None
-) -> dict[str, Grants | None]:
+) -> dict[str, tuple[Grants | None, ...]]:
     """Return endpoint id -> effective grants for the key-owned endpoints of a fan-out.
 
     An endpoint whose key cannot be read now keeps its own grants here (its delivery is created
@@ -194,7 +188,7 @@ async def fanout_grants(
         endpoints: the endpoints subscribed to the event.
         resolver: the key grants resolver, or None.
     """
-    out: dict[str, Grants | None] = {}
+    out: dict[str, tuple[Grants | None, ...]] = {}
     if resolver is None:
         return out
     for e in endpoints:
@@ -243,7 +237,7 @@ async def gate_attempt(
             next_attempt_at=now + GRANTS_RETRY_SECONDS,
         )
         return False
-    if covers(grants, event.resources):
+    if covers_all(grants, event.resources):
         return True
     telemetry.counter("extapi.webhooks.not_granted", "deliveries ended by grants").add(1)
     logger.info("webhook %s cancelled: endpoint %s is not granted", delivery.id, endpoint.id)
