@@ -71,6 +71,14 @@ async def receiver(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+def _store(url: str) -> WebhookStore:
+    """A store of its own for each measurement: on Redis a fresh key prefix, so entries a
+    previous row left behind (a hanging endpoint's, say) never weigh on the next row."""
+    if url.startswith("redis"):
+        return webhook_store_from_url(url, prefix=f"bench:{os.urandom(4).hex()}:")
+    return webhook_store_from_url(url)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,7 +116,7 @@ def _dispatcher(store: WebhookStore, per_endpoint: int = CONCURRENCY) -> Webhook
 
 
 async def _throughput(url: str, base: str, client: httpx.AsyncClient) -> dict[str, Any]:
-    store = webhook_store_from_url(url)
+    store = _store(url)
     paths = ["/a", "/b"]
     await _setup(store, base, paths)
     per = N_THROUGHPUT // len(paths)
@@ -143,7 +151,7 @@ class _NullSender:
 
 
 async def _overhead(url: str) -> dict[str, Any]:
-    store = webhook_store_from_url(url)
+    store = _store(url)
     await _setup(store, "http://127.0.0.1:9", ["/a", "/b"])
     per = N_THROUGHPUT // 2
     for i in range(per):
@@ -180,7 +188,7 @@ async def _sender_only(base: str) -> dict[str, Any]:
 
 
 async def _latency(url: str, base: str, client: httpx.AsyncClient) -> dict[str, Any]:
-    store = webhook_store_from_url(url)
+    store = _store(url)
     await _setup(store, base, ["/l"])
     await _stats(client, base, reset=True)
     n = RATE * SECONDS
@@ -204,7 +212,7 @@ async def _hang(url: str, base: str, client: httpx.AsyncClient) -> list[dict[str
     healthy = ["/h1", "/h2", "/h3"]
     rates = {}
     for label, paths in (("baseline", healthy), ("one hanging", [*healthy, "/hang"])):
-        store = webhook_store_from_url(url)
+        store = _store(url)
         await _setup(store, base, paths)
         per = int(os.environ.get("BENCH_WEBHOOK_HANG_EVENTS", "1500"))
         for i in range(per):

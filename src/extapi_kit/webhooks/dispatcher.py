@@ -122,6 +122,7 @@ class WebhookDispatcher:
         self.resource_fields = dict(resource_fields or {})
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self.endpoints = EndpointCache(store, ttl=endpoint_cache_ttl)
+        self._cheap_exclude = bool(getattr(store, "excludes_cheaply", True))
         self._queues: dict[str, deque[tuple[Delivery, Event]]] = {}
         self._inflight: dict[str, int] = {}
         self._rotation: deque[str] = deque()
@@ -331,16 +332,30 @@ class WebhookDispatcher:
             except TimeoutError:
                 pass
 
+    def _saturated(self) -> tuple[list[str], int]:
+        """Endpoints holding a full buffer (2 x their cap), and how many deliveries they hold."""
+        saturated, held = [], 0
+        for ep, q in self._queues.items():
+            n = len(q) + self._inflight.get(ep, 0)
+            if n >= 2 * self._cap(self.endpoints.peek(ep)):
+                saturated.append(ep)
+                held += n
+        return saturated, held
+
+    def _buffered(self) -> int:
+        # What an endpoint at its cap holds (a hanging receiver, say) is bounded by that cap and
+        # is not claimed for again, so it must not shrink the room the other endpoints get.
+        return len(self._leased) - self._saturated()[1]
+
     async def _fill(self) -> int:
-        held = len(self._leased)
+        saturated, stuck = self._saturated()
+        # A store that skips excluded endpoints in its query (SQLite, memory) can be given the
+        # room a stuck endpoint holds; one that must read and defer their entries (Redis Streams)
+        # would only churn more of them, so it keeps the conservative bound.
+        held = len(self._leased) - (stuck if self._cheap_exclude else 0)
         room = self.concurrency * 2 - held
         if room <= 0:
             return 0
-        saturated = [
-            ep
-            for ep, q in self._queues.items()
-            if len(q) + self._inflight.get(ep, 0) >= 2 * self._cap(self.endpoints.peek(ep))
-        ]
         if saturated:
             enabled = [e for e in await self.endpoints.all() if e.enabled]
             if len(saturated) >= len(enabled):
@@ -428,7 +443,10 @@ class WebhookDispatcher:
                 self._schedule()
                 # Claim again once half the buffer is free, unless the last claim found nothing
                 # (then publishes and the poll interval wake the loop, not every finished attempt).
-                if not self._starved and len(self._leased) <= self.concurrency:
+                held = len(self._leased)
+                if not self._starved and (
+                    held <= self.concurrency or self._buffered() <= self.concurrency
+                ):
                     self._wake.set()
             self._check_idle()
 

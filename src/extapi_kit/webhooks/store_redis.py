@@ -55,6 +55,10 @@ class RedisWebhookStore:
         socket_timeout: seconds a Redis command may take.
     """
 
+    # claim() reads excluded endpoints' entries from the stream and defers them (the dispatcher
+    # sizes its claims conservatively for such stores).
+    excludes_cheaply = False
+
     def __init__(
         self, url: str, *, prefix: str = "extapi:wh:", socket_timeout: float = 2.0
     ) -> None:
