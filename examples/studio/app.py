@@ -118,6 +118,7 @@ def create_app(
     rate_strategy: str = "sliding-window",
     key_cache_ttl: float = 2.0,
     freeze_gc: bool = False,
+    partner_loopback_webhooks: bool = False,
 ) -> Starlette:
     """Build the whole studio server.
 
@@ -131,6 +132,8 @@ def create_app(
             ``moving-window`` (exact) or ``fixed-window``.
         key_cache_ttl: seconds a verified key is trusted before the store is read again (a
             revocation made by another process, such as the CLI, applies within this time).
+        partner_loopback_webhooks: let partners register 127.0.0.1 webhook URLs through the
+            public API (tests only; operators' endpoints may always be local in the demo).
         freeze_gc: call ``gc.freeze()`` once started (a serving process; not in tests, where
             apps start many times in one interpreter).
     """
@@ -171,7 +174,10 @@ def create_app(
     internal = create_internal_app(str(data / "studio.db"), on_event=on_domain_event)
     keys = KeyService(urls["keys"], cache_ttl=key_cache_ttl, on_event=on_key_event)
     dispatcher.key_grants = KeyGrants(keys, ttl=key_cache_ttl)
+    # The operator's manager may register 127.0.0.1 receivers (local demos); partners' self-service
+    # registrations may not, and the dispatcher never sends theirs to loopback (W1).
     manager = WebhookManager(dispatcher.store, allow_loopback=True)
+    partner_hooks = WebhookManager(dispatcher.store, allow_loopback=partner_loopback_webhooks)
     audit = audit_store_from_url(urls["audit"])
     usage = UsageTracker(urls["usage"], on_event=on_usage_event)
     farm_sock = bind_loopback()
@@ -183,7 +189,7 @@ def create_app(
         cursor_secret=_cursor_secret(data),
         farm_url=f"http://127.0.0.1:{farm_port}",
         farm_token=farm_token,
-        webhooks=manager,
+        webhooks=partner_hooks,
     )
     stack = api.build(
         key_store=keys,

@@ -45,7 +45,7 @@ async def test_partner_webhooks_and_object_writes_stay_inside_its_projects(
     or reading another project's objects is the missing-object 404; another tenant cannot see
     or delete the endpoint; the secret is shown once and never listed."""
     data = tmp_path / "d"
-    app = create_app(data)
+    app = create_app(data, partner_loopback_webhooks=True)  # the receiver is on 127.0.0.1
     partner, other, full = await _keys(data)
     recorder = Recorder()
     transport = httpx.ASGITransport(app, client=("203.0.113.7", 1234))
@@ -103,3 +103,21 @@ async def test_partner_webhooks_and_object_writes_stay_inside_its_projects(
         gone = await c.delete(f"/api/v1/webhooks/endpoints/{ep_id}", headers=p)
         assert gone.status_code == 204
     assert all(secret not in json.dumps(r.headers) for r in recorder.requests)
+
+
+async def test_partners_cannot_point_webhooks_at_the_platform_itself(tmp_path: Path) -> None:
+    """W1: in the studio as shipped, a partner's self-service registration of a loopback URL (the
+    internal app, the render farm) is a 422 problem, while the operator may still add local
+    receivers through the admin side."""
+    data = tmp_path / "d"
+    app = create_app(data)
+    partner, _, _ = await _keys(data)
+    transport = httpx.ASGITransport(app, client=("203.0.113.7", 1234))
+    async with run_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        for url in ("http://127.0.0.1:8000/internal/users", "http://localhost/x",
+                    "http://[::1]:9/x", "http://169.254.169.254/latest"):  # fmt: skip
+            r = await c.post(
+                "/api/v1/webhooks/endpoints", headers={"X-API-Key": partner}, json={"url": url}
+            )
+            assert r.status_code == 422, (url, r.text)
+            assert r.headers["content-type"] == "application/problem+json"

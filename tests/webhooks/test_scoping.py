@@ -354,3 +354,30 @@ async def test_update_endpoint_grants_and_list_by_key(store: WebhookStore) -> No
     with pytest.raises(ConfigurationError):
         await manager.update_endpoint(ep.id, grants={"bad type!": ["1"]})
     assert "whsec_" not in repr(changed)
+
+
+@pytest.mark.anyio
+async def test_loopback_only_for_endpoints_registered_with_it(store: WebhookStore) -> None:
+    """W1: a dispatcher allowed to reach 127.0.0.1 (an operator's local receiver) still never
+    sends an endpoint that was registered without loopback there (a partner's endpoint whose
+    name later resolves to loopback, say): the attempt is ssrf_blocked, nothing arrives."""
+    from extapi_kit.webhooks import Endpoint, EndpointSecret, generate_secret
+
+    recorder = Recorder()
+    async with serve(recorder) as base:
+        local = await WebhookManager(store, allow_loopback=True).add_endpoint(base + "/ops")
+        secret = EndpointSecret(value=generate_secret(), created_at=1.0)
+        partner = Endpoint(url=base + "/partner", allow_loopback=False, secrets=[secret])
+        await store.add_endpoint(partner)
+        dispatcher = WebhookDispatcher(store, allow_loopback=True)
+        await dispatcher.publish("job.completed", {"id": 1})
+        await dispatcher.run_until_idle()
+        await dispatcher.stop()
+        assert [r.path for r in recorder.requests] == ["/ops"]
+        manager = WebhookManager(store)
+        [blocked] = await manager.deliveries(endpoint_id=partner.id)
+        [attempt] = await manager.attempts(blocked.id)
+        assert attempt.error == "ssrf_blocked" and attempt.status is None
+        assert [d.status for d in await manager.deliveries(endpoint_id=local.id)] == [
+            DeliveryStatus.SUCCEEDED
+        ]

@@ -364,3 +364,14 @@ async def test_guard_check_never_returns_an_oracle_denied_address(addr: IPAddres
     except URLRejectedError:
         return
     assert not any(_oracle_denied(a) for a in target.addresses)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost/h", "https://LOCALHOST./h", "http://a.b.localhost:8/h"]
+)
+def test_localhost_names_are_refused_at_registration(url: str) -> None:
+    """W1: RFC 6761 loopback names are refused without DNS at registration, unless loopback is
+    allowed (local demos and tests)."""
+    with pytest.raises(UnsafeURLError):
+        URLGuard().check_syntax(url)
+    URLGuard(allow_loopback=True).check_syntax(url)

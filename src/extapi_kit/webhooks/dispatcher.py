@@ -66,7 +66,8 @@ class WebhookDispatcher:
         poll_interval: seconds between store polls when idle (local publishes wake it at once).
         disable_after: disable an endpoint failing without a single success for this long.
         clock: returns epoch seconds (inject ``FakeClock`` in tests).
-        allow_loopback: let the default sender reach 127.0.0.1 (tests and demos only).
+        allow_loopback: let the default sender reach 127.0.0.1 (tests and demos only), for
+            endpoints that were registered with loopback allowed too.
         on_endpoint_disabled: called (sync or async) with the endpoint after it is disabled.
         operational_events: also publish ``webhook.endpoint.disabled`` to subscribed endpoints.
         endpoint_cache_ttl: seconds an endpoint read from the store is reused.
@@ -106,6 +107,7 @@ class WebhookDispatcher:
             raise ConfigurationError("lease_seconds and poll_interval must be positive")
         self.store = store
         self._sender = sender
+        self._strict: Any = None
         self._own_sender = sender is None
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
@@ -223,6 +225,9 @@ class WebhookDispatcher:
         if self._own_sender and self._sender is not None:
             await self._sender.aclose()
             self._sender = None
+        if self._strict is not None:
+            await self._strict.aclose()
+            self._strict = None
 
     async def aclose(self) -> None:
         """Stop the dispatcher and close its store."""
@@ -311,6 +316,10 @@ class WebhookDispatcher:
             from extapi_kit.webhooks.ssrf import URLGuard
 
             self._sender = WebhookSender(guard=URLGuard(allow_loopback=self.allow_loopback))
+            if self.allow_loopback:
+                # For endpoints registered without loopback allowed (a partner's self-service
+                # registration next to an operator's local test receiver): never 127.0.0.1 (W1).
+                self._strict = WebhookSender(guard=URLGuard(allow_loopback=False))
 
     def _cap(self, endpoint: Endpoint | None) -> int:
         if endpoint is not None and endpoint.max_concurrency:
@@ -472,7 +481,10 @@ class WebhookDispatcher:
         with telemetry.tracer().start_as_current_span("webhooks.attempt") as span:
             span.set_attribute("webhook.id", delivery.id)
             span.set_attribute("webhook.event_type", event.type)
-            result = await self._sender.send(endpoint.url, headers, body)
+            sender = self._sender
+            if self._strict is not None and not endpoint.allow_loopback:
+                sender = self._strict
+            result = await sender.send(endpoint.url, headers, body)
             span.set_attribute("http.response.status_code", result.status or 0)
         attempt = Attempt(
             delivery_id=delivery.id,

@@ -304,6 +304,10 @@ class URLGuard:
         _scheme, host, _port, literal = self._parse(url)
         if literal is not None:
             self._check_address(host, literal)
+        elif not self.allow_loopback and (host == "localhost" or host.endswith(".localhost")):
+            # RFC 6761 §6.3: these names are loopback by definition, so refuse them now rather
+            # than at the first send (the send-time check would refuse them after DNS anyway).
+            raise URLRejectedError("denied_address", f"{host!r} is a loopback name")
 
     async def check(self, url: str) -> ResolvedTarget:
         """Validate a URL and resolve it; every resolved address must be allowed.
