@@ -381,3 +381,23 @@ async def test_loopback_only_for_endpoints_registered_with_it(store: WebhookStor
         assert [d.status for d in await manager.deliveries(endpoint_id=local.id)] == [
             DeliveryStatus.SUCCEEDED
         ]
+
+
+@pytest.mark.anyio
+async def test_endpoint_without_a_signing_secret_fails_visibly(store: WebhookStore) -> None:
+    """An endpoint stored without any usable secret (hand-made, or every secret expired) gets a
+    failed delivery with error no_secret and nothing is sent unsigned; no internal error loop."""
+    from extapi_kit.webhooks import Endpoint
+
+    recorder = Recorder()
+    async with serve(recorder) as base:
+        bare = Endpoint(url=base + "/h", allow_loopback=True)
+        await store.add_endpoint(bare)
+        dispatcher = WebhookDispatcher(store, allow_loopback=True)
+        await dispatcher.publish("job.completed", {"id": 1})
+        await dispatcher.run_until_idle()
+        await dispatcher.stop()
+    assert recorder.requests == []
+    manager = WebhookManager(store)
+    [d] = await manager.deliveries(endpoint_id=bare.id)
+    assert d.status == DeliveryStatus.FAILED and d.last_error == "no_secret"

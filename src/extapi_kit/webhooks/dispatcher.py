@@ -474,7 +474,13 @@ class WebhookDispatcher:
         ):
             return
         body = encode_body(event)
-        headers = signature_headers(endpoint.signing_secrets(now), delivery.id, int(now), body)
+        secrets = endpoint.signing_secrets(now)
+        if not secrets:
+            # Never send unsigned; record why, keep it replayable after a secret is added.
+            missing = Attempt(delivery_id=delivery.id, time=now, duration=0.0, error="no_secret")
+            await store.finish(delivery, missing, owner=self.owner, status=DeliveryStatus.FAILED)
+            return
+        headers = signature_headers(secrets, delivery.id, int(now), body)
         headers["content-type"] = "application/json"
         lag = max(0.0, now - delivery.next_attempt_at)
         telemetry.histogram("extapi.webhooks.queue_lag", "due to attempt start").record(lag)
