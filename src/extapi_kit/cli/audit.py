@@ -12,11 +12,13 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit._units import parse_duration
-from extapi_kit.audit import AuditRecord, AuditSink, audit_store_from_url
 from extapi_kit.exceptions import ConfigurationError
+
+if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
+    from extapi_kit.audit import AuditRecord, AuditSink
 
 __all__ = ["DEFAULT_STORE", "STORE_ENV", "parse_time", "register"]
 
@@ -50,6 +52,8 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 async def _with_sink(url: str, action: Any) -> Any:
+    from extapi_kit.audit import audit_store_from_url
+
     sink: AuditSink = audit_store_from_url(url)
     try:
         return await action(sink)

@@ -21,12 +21,14 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.keys.hashing import Argon2Hasher, Hasher, HmacHasher
-from extapi_kit.keys.models import KeyRecord
-from extapi_kit.keys.service import KeyService
+
+if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
+    from extapi_kit.keys.hashing import Hasher
+    from extapi_kit.keys.models import KeyRecord
+    from extapi_kit.keys.service import KeyService
 
 __all__ = ["register"]
 
@@ -52,6 +54,8 @@ def _grants(values: list[str] | None) -> dict[str, list[str]]:
 
 
 def _hasher(args: argparse.Namespace) -> Hasher:
+    from extapi_kit.keys.hashing import Argon2Hasher, HmacHasher
+
     if args.hasher == "hmac":
         pepper = os.environ.get("EXTAPI_KIT_PEPPER")
         if not pepper:
@@ -61,6 +65,8 @@ def _hasher(args: argparse.Namespace) -> Hasher:
 
 
 def _service(args: argparse.Namespace, on_event: Any = None) -> KeyService:
+    from extapi_kit.keys.service import KeyService
+
     url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
     return KeyService(url, hasher=_hasher(args), prefix=args.prefix, on_event=on_event)
 

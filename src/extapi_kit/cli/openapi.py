@@ -13,15 +13,19 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.routing import ExternalAPI
+
+if TYPE_CHECKING:  # loaded when the command runs, so `extapi-kit --help` starts fast
+    from extapi_kit.routing import ExternalAPI
 
 __all__ = ["register"]
 
 
 def _load_app(spec: str) -> ExternalAPI:
+    from extapi_kit.routing import ExternalAPI
+
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"--app must look like 'package.module:attribute', got {spec!r}")

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from extapi_kit.exceptions import ConfigurationError, ExtAPIKitError
-from extapi_kit.usage import UsageTracker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
     from extapi_kit.keys.models import KeyRecord
+    from extapi_kit.usage import UsageTracker
 
 __all__ = ["add_keys_usage", "key_usage_summaries", "register", "sparkline", "usage_store_url"]
 
@@ -109,6 +109,8 @@ async def key_usage_summaries(url: str, records: Sequence[KeyRecord]) -> dict[st
     """
     if not records:
         return {}
+    from extapi_kit.usage import UsageTracker
+
     failed = None
     if not _absent(url):
         tracker = None
@@ -131,6 +133,8 @@ async def key_usage_summaries(url: str, records: Sequence[KeyRecord]) -> dict[st
 
 
 async def _collect(args: argparse.Namespace) -> dict[str, Any]:
+    from extapi_kit.usage import UsageTracker
+
     tracker = UsageTracker(_usage_url(args))
     try:
         if args.owner:

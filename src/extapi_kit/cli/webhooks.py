@@ -16,14 +16,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit._units import parse_duration
 from extapi_kit.cli.keys import _grants
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.webhooks.manage import WebhookManager
-from extapi_kit.webhooks.models import Endpoint
-from extapi_kit.webhooks.store import WebhookStore, webhook_store_from_url
+
+if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
+    from extapi_kit.webhooks.manage import WebhookManager
+    from extapi_kit.webhooks.models import Endpoint
+    from extapi_kit.webhooks.store import WebhookStore
 
 __all__ = ["register"]
 
@@ -32,6 +34,8 @@ _WARNING = "Store this secret now: it is shown only once."
 
 
 def _store(args: argparse.Namespace) -> WebhookStore:
+    from extapi_kit.webhooks.store import webhook_store_from_url
+
     url = args.store or os.environ.get("EXTAPI_KIT_WEBHOOK_STORE") or DEFAULT_STORE
     return webhook_store_from_url(url)
 
@@ -49,6 +53,8 @@ def _since(value: str) -> float:
 
 
 def _run(args: argparse.Namespace, fn: Callable[[WebhookManager], Awaitable[int]]) -> int:
+    from extapi_kit.webhooks.manage import WebhookManager
+
     async def main() -> int:
         store = _store(args)
         try:
