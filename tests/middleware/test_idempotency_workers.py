@@ -57,6 +57,11 @@ async def test_two_workers_race_one_executes(shared_url: str) -> None:
     ]
     statuses: list[int] = []
     others_answered = anyio.Event()
+    # Open both workers' connections first, one after the other: on SQLite the first connection
+    # switches the file to WAL and creates the table, and a loaded CI box once saw that cold
+    # start collide with the race below ("database is locked" -> a correct fail-closed 503).
+    for w in workers:
+        await w.store.get("warm-up")
     try:
         async with client(workers[0]) as c1, client(workers[1]) as c2:
 
