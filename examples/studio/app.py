@@ -140,7 +140,13 @@ def create_app(
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     urls = store_urls(data, redis_url)
-    dispatcher = WebhookDispatcher(webhook_store_from_url(urls["webhooks"]), allow_loopback=True)
+    # Domain events name their project (job and asset payloads carry project_id), so a
+    # project-scoped key's webhook endpoint receives its projects' events only (KeyGrants below).
+    dispatcher = WebhookDispatcher(
+        webhook_store_from_url(urls["webhooks"]),
+        allow_loopback=True,
+        resource_fields={"project_id": "projects"},
+    )
 
     async def publish(
         kind: str,
@@ -158,10 +164,8 @@ def create_app(
         event_id = (
             f"evt_{kind.replace('.', '_')}_{payload['id']}" if kind.startswith("job.") else None
         )
-        # Every domain event names its project, so a project-scoped key's webhook endpoint
-        # receives the events of its projects only (KeyGrants below).
-        project = payload["id"] if kind.startswith("project.") else payload.get("project_id")
-        resources = {"projects": [project]} if project is not None else {}
+        # A project's own events carry its id as "id"; the others name it by project_id.
+        resources = {"projects": [payload["id"]]} if kind.startswith("project.") else None
         await publish(kind, payload, event_id, resources)
 
     async def on_key_event(kind: str, record: KeyRecord) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from extapi_kit._types import Message, Scope
 from extapi_kit.context import get_context
-from extapi_kit.routing import grant_filter
+from extapi_kit.routing import _buffered
 from extapi_kit.routing.grant_filter import (
     GrantFilteredResponse,
     filter_document,
@@ -140,7 +140,7 @@ async def test_non_json_answer_fails_closed(caplog: pytest.LogCaptureFixture) ->
 
 async def test_oversized_answer_is_a_502(monkeypatch: pytest.MonkeyPatch) -> None:
     """W12: an answer past the buffer cap is a 502, and no later chunk follows the problem."""
-    monkeypatch.setattr(grant_filter, "_MAX_FILTERED", 64)
+    monkeypatch.setattr(_buffered, "MAX_BUFFERED", 64)
     out = await _answer(RULES, 200, [b"[" + b'{"project_id":1},' * 10, b"{}]"])
     assert out.status == 502
     assert len(out.messages) == 2  # the problem only; the rest of the body is not forwarded

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from extapi_kit._types import Message, Receive, Scope, Send
 from extapi_kit.context import Principal
-from extapi_kit.routing import ExternalAPI, targets
+from extapi_kit.routing import ExternalAPI, _buffered, targets
 from extapi_kit.routing.targets import identity_headers, render_path, replay_receive
 
 pytestmark = pytest.mark.anyio
@@ -120,7 +120,7 @@ async def test_oversized_internal_answer_is_a_502_and_the_rest_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """W12: an answer past the filter cap is a 502; later chunks are not sent after it."""
-    monkeypatch.setattr(targets, "_MAX_FILTERED_RESPONSE", 32)
+    monkeypatch.setattr(_buffered, "MAX_BUFFERED", 32)
     chunks = [b'{"id": 7, "name": "', b"x" * 40, b"tail-secret", b'"}']
     out = await _call(_api(chunks), "/api/v1/projects/7")
     assert out.status == 502

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts f
     from extapi_kit.keys.models import KeyRecord
     from extapi_kit.keys.service import KeyService
 
-__all__ = ["register"]
+__all__ = ["grant_args", "register"]
 
 DEFAULT_STORE = "sqlite:///extapi-kit.db"
 _WARNING = "Store this key now: it is shown only once and cannot be recovered."
@@ -46,7 +46,12 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _grants(values: list[str] | None) -> dict[str, list[str]]:
+def grant_args(values: list[str] | None) -> dict[str, list[str]]:
+    """Parse repeated ``--grant TYPE=ID,ID`` options (keys and webhook endpoints).
+
+    Args:
+        values: the option's values, or None.
+    """
     return {
         k: [i.strip() for i in v.split(",") if i.strip()]
         for k, v in _pairs(values, "grant").items()
@@ -123,7 +128,7 @@ async def _create(svc: KeyService, args: argparse.Namespace) -> None:
         description=args.description or "",
         owner=args.owner,
         scopes=args.scopes or "",
-        grants=_grants(args.grant),
+        grants=grant_args(args.grant),
         rate_limits=_pairs(args.rate_limit, "rate limit"),
         allowed_cidrs=args.cidrs,
         expires_in=args.expires_in,
@@ -175,7 +180,7 @@ async def _update(svc: KeyService, args: argparse.Namespace) -> None:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.grant is not None:
-        changes["grants"] = _grants(args.grant)
+        changes["grants"] = grant_args(args.grant)
     if args.rate_limit is not None:
         changes["rate_limits"] = _pairs(args.rate_limit, "rate limit")
     if args.cidrs is not None:

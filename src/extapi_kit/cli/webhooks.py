@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from extapi_kit._units import parse_duration
-from extapi_kit.cli.keys import _grants
+from extapi_kit.cli.keys import grant_args
 from extapi_kit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
@@ -87,7 +87,7 @@ def _add(args: argparse.Namespace) -> int:
         ep = await m.add_endpoint(
             args.url, event_types=_types(args.events), description=args.description or "",
             rate_limit=args.rate, max_concurrency=args.concurrency, owner=args.owner,
-            key_id=args.key_id, grants=_grants(args.grant) if args.grant else None,
+            key_id=args.key_id, grants=grant_args(args.grant) if args.grant else None,
         )  # fmt: skip
         secret = ep.secrets[0].value
         _emit(args, {"secret": secret, **_endpoint_dict(ep)},
@@ -139,7 +139,7 @@ def _update(args: argparse.Namespace) -> int:
         if args.rate is not None:
             changes["rate_limit"] = args.rate or None
         if args.grant:
-            changes["grants"] = _grants(args.grant)
+            changes["grants"] = grant_args(args.grant)
         elif args.clear_grants:
             changes["grants"] = None
         ep = await m.update_endpoint(args.id, **changes)

@@ -16,13 +16,13 @@ from typing import Any
 from extapi_kit._types import Message, Scope, Send
 from extapi_kit.context import Principal
 from extapi_kit.problems import send_problem
+from extapi_kit.routing._buffered import BufferedAnswer
 from extapi_kit.routing.grants import GrantSpec, allowed_ids, value_in
 
 __all__ = ["GrantFilteredResponse", "filter_document", "restrictions", "uniform_not_found"]
 
 logger = logging.getLogger("extapi_kit.routing")
 
-_MAX_FILTERED = 16 * 1024 * 1024
 _ENVELOPE_KEYS = ("data", "items")
 
 
@@ -75,7 +75,7 @@ def filter_document(doc: Any, rules: list[tuple[str, frozenset[str]]]) -> tuple[
     return doc, True, False
 
 
-class GrantFilteredResponse:
+class GrantFilteredResponse(BufferedAnswer):
     """Buffer a 2xx answer and drop foreign items before it leaves (defence in depth).
 
     Args:
@@ -84,48 +84,15 @@ class GrantFilteredResponse:
         send: the ASGI send to wrap.
     """
 
-    __slots__ = ("_body", "_cut", "_on", "_rules", "_scope", "_send", "_start")
+    __slots__ = ("_rules",)
 
     def __init__(self, rules: list[tuple[str, frozenset[str]]], scope: Scope, send: Send) -> None:
-        self._rules, self._scope, self._send = rules, scope, send
-        self._start: Message | None = None
-        self._on = False
-        self._cut = False  # a 502 was sent: the rest of the body is dropped
-        self._body = bytearray()
+        super().__init__(scope, send)
+        self._rules = rules
 
-    async def send(self, message: Message) -> None:
-        """The wrapped send.
-
-        Args:
-            message: an ASGI message from the target.
-        """
-        if message["type"] == "http.response.start":
-            self._on = 200 <= message["status"] < 300 and message["status"] != 204
-            if self._on:
-                self._start = message
-            else:
-                await self._send(message)
-            return
-        if message["type"] == "http.response.body" and self._cut:
-            return  # the problem above completed the response; nothing may follow it
-        if message["type"] != "http.response.body" or not self._on:
-            await self._send(message)
-            return
-        self._body += message.get("body", b"")
-        if len(self._body) > _MAX_FILTERED:
-            self._on, self._cut = False, True
-            await send_problem(self._send, "bad-gateway", "response too large", scope=self._scope)
-            return
-        if not message.get("more_body", False):
-            self._on = False
-            await self._finish()
-
-    async def _finish(self) -> None:
-        if not (self._start is not None):  # an internal invariant, not user input
-            raise RuntimeError("set by the start message before any body")
-        body = bytes(self._body)
+    async def _finish(self, start: Message, body: bytes) -> None:
         if not body:  # HEAD answers of handler targets: no data to filter or to leak
-            await self._send(self._start)
+            await self._send(start)
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         try:
@@ -140,10 +107,7 @@ class GrantFilteredResponse:
             return
         if changed:
             body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        headers = [(k, v) for k, v in self._start.get("headers", ()) if k != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self._send({**self._start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        await self._respond(start, body)
 
 
 def uniform_not_found(send: Send, scope: Scope) -> Send:

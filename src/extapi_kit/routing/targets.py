@@ -21,6 +21,7 @@ from extapi_kit.clientip import ClientIPResolver
 from extapi_kit.context import SCOPE_KEY, Principal, RequestContext
 from extapi_kit.exceptions import ProblemError
 from extapi_kit.problems import send_problem
+from extapi_kit.routing._buffered import BufferedAnswer
 from extapi_kit.routing.routes import Route
 
 __all__ = [
@@ -58,7 +59,6 @@ _BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 _SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "server", "client", "method", "state")
 _PATH_SAFE = "!$&'()*+,;=:@-._~/"
 _TOKEN_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[A-Za-z_]+)?\}")
-_MAX_FILTERED_RESPONSE = 16 * 1024 * 1024
 
 
 PathParts = tuple[tuple[str | None, str, str], ...]
@@ -306,64 +306,34 @@ def _mask_server_errors(send: Send, scope: Scope) -> Send:
     return _send
 
 
-class _FilteredResponse:
-    """Buffer a JSON 2xx answer of the internal app and re-serialise it through the model."""
+class _FilteredResponse(BufferedAnswer):
+    """Buffer a JSON 2xx answer of the internal app and re-serialise it through the model.
 
-    __slots__ = ("_body", "_cut", "_filter", "_route", "_scope", "_send", "_start")
+    Every 2xx with a body goes through the model; one that is not JSON fails validation (500)
+    instead of slipping out unfiltered.
+    """
+
+    __slots__ = ("_route",)
+
+    too_large = "internal response too large"
 
     def __init__(self, route: Route, scope: Scope, send: Send) -> None:
-        self._route, self._scope, self._send = route, scope, send
-        self._start: Message | None = None
-        self._filter = False
-        self._cut = False  # a 502 was sent: the rest of the body is dropped
-        self._body = bytearray()
+        super().__init__(scope, send)
+        self._route = route
 
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            # Every 2xx with a body goes through the model; one that is not JSON fails
-            # validation (500) instead of slipping out unfiltered.
-            self._filter = 200 <= message["status"] < 300 and message["status"] != 204
-            if not self._filter:
-                await self._send(message)
-            else:
-                self._start = message
-            return
-        if message["type"] == "http.response.body" and self._cut:
-            return  # the problem above completed the response; nothing may follow it
-        if message["type"] != "http.response.body" or not self._filter:
-            await self._send(message)
-            return
-        self._body += message.get("body", b"")
-        if len(self._body) > _MAX_FILTERED_RESPONSE:
-            self._filter, self._cut = False, True
-            await send_problem(
-                self._send, "bad-gateway", "internal response too large", scope=self._scope
-            )
-            return
-        if message.get("more_body", False):
-            return
-        await self._finish()
-
-    async def _finish(self) -> None:
+    async def _finish(self, start: Message, body: bytes) -> None:
         adapter = self._route.response_adapter
-        if not (
-            adapter is not None and self._start is not None
-        ):  # an internal invariant, not user input
+        if adapter is None:  # an internal invariant, not user input
             raise RuntimeError("internal invariant broken")
         try:
-            value = adapter.validate_json(bytes(self._body))
+            value = adapter.validate_json(body)
         except ValueError:
             logger.error(
                 "internal response does not match response_model of %s", self._route.template
             )
             await send_problem(self._send, "internal-error", scope=self._scope)
             return
-        body = adapter.dump_json(value)
-        headers = [
-            (k, v) for k, v in self._start.get("headers", ()) if k not in (b"content-length",)
-        ]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self._send(
-            {"type": "http.response.start", "status": self._start["status"], "headers": headers}
+        plain = {"type": "http.response.start", "status": start["status"]}
+        await self._respond(
+            {**plain, "headers": start.get("headers", ())}, adapter.dump_json(value)
         )
-        await self._send({"type": "http.response.body", "body": body, "more_body": False})

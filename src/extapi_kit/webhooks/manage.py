@@ -119,13 +119,13 @@ class WebhookManager:
         """
         self.guard.check_syntax(url)
         _check_limits(rate_limit, max_concurrency)
-        scoped = check_grants(grants) if grants is not None else None
+        scoped = _stored_grants(grants)
         if principal is not None:
             if grants is not None:
                 raise ConfigurationError("give grants= or principal=, not both")
             key_id = principal.key_id
             owner = owner if owner is not None else principal.owner
-            mine = {k: tuple(sorted(v)) for k, v in principal.grants.items() if "*" not in v}
+            mine = {k: sorted(v) for k, v in principal.grants.items() if "*" not in v}
             scoped = mine or None
         now = self.clock()
         endpoint = Endpoint(
@@ -137,7 +137,7 @@ class WebhookManager:
             max_concurrency=max_concurrency,
             metadata=dict(metadata or {}),
             owner=owner,
-            grants=None if scoped is None else {k: list(v) for k, v in scoped.items()},
+            grants=scoped,
             key_id=key_id,
             created_at=now,
             allow_loopback=self.guard.allow_loopback,
@@ -198,10 +198,7 @@ class WebhookManager:
         """
         changes: dict[str, Any] = {}
         if grants is not _UNSET:
-            checked = None if grants is None else check_grants(grants)
-            changes["grants"] = (
-                None if checked is None else {k: list(v) for k, v in checked.items()}
-            )
+            changes["grants"] = _stored_grants(grants)
         if url is not None:
             self.guard.check_syntax(url)
             changes["url"] = url
@@ -375,6 +372,13 @@ class WebhookManager:
         for i in range(0, len(new), 500):
             await self.store.add_deliveries(new[i : i + 500])
         return len(new)
+
+
+def _stored_grants(grants: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]] | None:
+    """Validate grants as keys' are validated, in the form an endpoint stores them."""
+    if grants is None:
+        return None
+    return {k: list(v) for k, v in check_grants(grants).items()}
 
 
 def _check_limits(rate_limit: float | None, max_concurrency: int | None) -> None:
