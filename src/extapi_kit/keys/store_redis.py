@@ -237,7 +237,7 @@ class RedisKeyStore:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     await sub.aclose()
 
     async def ping(self) -> bool:
