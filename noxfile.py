@@ -1,4 +1,4 @@
-"""Project sessions: ``nox -s lint typing tests`` is the test command (README, .ci/run).
+"""Project sessions: ``nox -s lint typing limits_suite tests`` is the test command (README, .ci/run).
 
 Every session installs under ``.ci/constraints.txt``, a lock of the whole tool and test environment
 (the package's own ``dependencies`` stay ranges). A new release of a dependency therefore never
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.sessions = ["lint", "typing", "limits_suite", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ".ci/constraints.txt"
 # Extras the lock covers: everything a session of ours installs.
-LOCKED_EXTRAS = ("dev", "server", "redis")
+LOCKED_EXTRAS = ("dev", "server", "redis", "docs")
+# The docs site's config; its hooks (the generated API reference page) sit beside it.
+DOCS_CONFIG = "docs/_mkdocs/mkdocs.yml"
 
 
 def install(session: nox.Session, *args: str) -> None:
@@ -28,8 +30,9 @@ def install(session: nox.Session, *args: str) -> None:
 def lint(session: nox.Session) -> None:
     """Ruff format check and lint."""
     install(session, "ruff")
-    session.run("ruff", "format", "--check", "src", "tests", "examples", "noxfile.py", "bench")
-    session.run("ruff", "check", "src", "tests", "examples", "noxfile.py", "bench")
+    paths = ("src", "tests", "examples", "noxfile.py", "bench", "docs/_mkdocs")
+    session.run("ruff", "format", "--check", *paths)
+    session.run("ruff", "check", *paths)
 
 
 @nox.session(python=PYTHON)
@@ -50,6 +53,27 @@ def tests(session: nox.Session) -> None:
         "--cov-report=term",
         "--cov-fail-under=95",
         *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The docs site from docs/*.md, with the API reference generated from the docstrings.
+
+    MkDocs in strict mode: a broken link or anchor, a page missing from the nav or a docstring
+    mkdocstrings cannot read fails the build. The site goes to ``.nox/docs/site/`` (open
+    ``index.html``); extra arguments go to ``mkdocs build`` (``-- --site-dir DIR``). Needs no
+    network once installed: no plugin fetches anything and the theme loads no web fonts.
+    """
+    install(session, "-e", ".[docs]")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--config-file",
+        DOCS_CONFIG,
+        *session.posargs,
+        env={"NO_MKDOCS_2_WARNING": "1"},  # Material's end-of-life banner on every build
     )
 
 
@@ -93,6 +117,71 @@ def soak(session: nox.Session) -> None:
         *session.posargs,
         env={"EXTAPI_KIT_SOAK": "1"},
     )
+
+
+# Test tools `limits`' own suite needs that ours does not (the versions its sdist's uv.lock pins).
+LIMITS_SUITE_TOOLS = ("pytest-asyncio==1.3.0", "pytest-lazy-fixtures==1.4.0", "flaky==3.8.1")
+
+
+@nox.session(python=PYTHON)
+def limits_suite(session: nox.Session) -> None:
+    """`limits`' own async storage/strategy tests on ``memory://`` and on ``extapi-memory://``.
+
+    Downloads the sdist of exactly the installed ``limits`` (its tests ship in it), unpacks it in
+    the session's temp dir and runs ``tests/aio`` twice with ``tests/limits_suite``'s plugin: once
+    as shipped (``limits``' memory storage) and once pointed at ``extapi-memory://`` (DESIGN §5,
+    issue 15 L12). Tests needing Redis/memcached/MongoDB containers are deselected. Each run
+    fails when no test ran or any selected test did not pass.
+    """
+    import os
+    import shutil
+    import tarfile
+    from pathlib import Path
+
+    install(session, "-e", ".", "pytest", *LIMITS_SUITE_TOOLS)
+    version = session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m; print(m.version('limits'))",
+        silent=True,
+    )
+    version = str(version).strip()
+    tmp = Path(session.create_tmp()) / f"limits-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    session.run(
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--dest",
+        str(tmp),
+        f"limits=={version}",
+    )
+    (sdist,) = tmp.glob("limits-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp, filter="data")
+    root = tmp / f"limits-{version}"
+    plugin_dir = Path("tests/limits_suite").resolve()
+    with session.chdir(root):
+        for extra in ((), ("--extapi-memory",)):
+            session.run(
+                "pytest",
+                "-p",
+                "extapi_limits_plugin",
+                "-p",
+                "no:cacheprovider",
+                "--noconftest",  # its conftest imports every backend's client
+                "-o",
+                "addopts=-rfEsxX",  # theirs adds --cov=limits and docker options
+                "-o",
+                "asyncio_default_fixture_loop_scope=function",
+                *extra,
+                "tests/aio",
+                *session.posargs,
+                env={"PYTHONPATH": os.pathsep.join([str(plugin_dir), str(root)])},
+            )
 
 
 @nox.session(python=PYTHON)

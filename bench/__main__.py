@@ -53,7 +53,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for col in cols:
             value = row.get(col, "")
-            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
+            if isinstance(value, float):  # ratios and per-request fractions need 2 places
+                cells.append(f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}")
+            else:
+                cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -2,13 +2,15 @@
 
 Every stack runs in its own ``python -m bench.loopback --serve NAME`` subprocess (uvicorn, one
 worker, ``proxy_headers=False``, ``access_log=False``, uvloop/httptools when installed), bound to
-a free port. The load comes from ``wrk`` when it is on PATH (one thread, ``BENCH_CONNECTIONS``
-connections, ``BENCH_SECONDS`` seconds per cell), else (or with ``BENCH_LOADGEN=python``) from
-the bounded Python client in this module (asyncio streams, keep-alive, one request in flight per
-connection). Rows: req/s, p50/p99 latency and the ratios to bare Starlette, which is measured
-first and again last in the same run (the mean is the baseline; the drift is reported). Every
-server freezes its startup heap (``gc.freeze()``, as docs/deployment.md recommends) unless
-``BENCH_GC_FREEZE=0``.
+a free port. The load comes from ``wrk`` when it is on PATH (one thread, each connection count
+of ``BENCH_CONNECTIONS`` (default ``16,64``) in turn, ``BENCH_SECONDS`` seconds per cell), else
+(or with ``BENCH_LOADGEN=python``) from the bounded Python client in this module (asyncio
+streams, keep-alive, one request in flight per connection). Rows: req/s, p50/p99 latency and the
+ratios to bare Starlette at the same connection count, which is measured first and again last in
+the same run (the mean is the baseline; the drift is reported); for a stack whose rate limiter
+uses the auto-pipelined Redis connection, the Redis round trips per request and the mean batch
+size (read from the server through ``GET /__bench/redis``). Every server freezes its startup heap
+(``gc.freeze()``, as docs/deployment.md recommends) unless ``BENCH_GC_FREEZE=0``.
 """
 
 from __future__ import annotations
@@ -30,12 +32,25 @@ from typing import Any
 
 import httpx
 
-from bench.stacks import BODY, BenchEnv, Unavailable, build_stack, redis_env, stack_names
+from bench.stacks import (
+    BODY,
+    BenchEnv,
+    Unavailable,
+    build_stack,
+    redis_batches,
+    redis_env,
+    stack_names,
+)
+from extapi_kit._types import ASGIApp, Receive, Scope, Send
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+CONNECTION_COUNTS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",")]
+CONNECTIONS = CONNECTION_COUNTS[0]
+STATS_PATH = "/__bench/redis"
 GC_FREEZE = os.environ.get("BENCH_GC_FREEZE", "1") != "0"
 TARGETS = {"extapi full stack (memory)": 0.70, "extapi full stack (redis)": 0.50}
+# Redis round trips per request at 64 connections (issue 16: coalesced decisions).
+RT_TARGET = 0.25
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -180,7 +195,9 @@ async def _serve(name: str, port: int, redis_url: str | None) -> None:
     stack = await build_stack(name, BenchEnv(redis_url))
     opts: dict[str, Any] = {"workers": 1, "proxy_headers": False, "access_log": False}
     server = uvicorn.Server(
-        uvicorn.Config(stack.app, host="127.0.0.1", port=port, log_level="warning", **opts)
+        uvicorn.Config(
+            _with_stats(stack.app), host="127.0.0.1", port=port, log_level="warning", **opts
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -201,6 +218,20 @@ async def _serve(name: str, port: int, redis_url: str | None) -> None:
         await task
     finally:
         await stack.aclose()
+
+
+def _with_stats(app: ASGIApp) -> ASGIApp:
+    # One string comparison per request, for every stack alike.
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == STATS_PATH:
+            body = json.dumps(redis_batches(app)).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return serve
 
 
 def serve_main(name: str, port: int, redis_url: str | None) -> None:
@@ -298,6 +329,11 @@ class Server:
         if r.status_code != 200:
             raise RuntimeError(f"{self.name} {method} answered {r.status_code}: {r.text[:200]}")
 
+    def redis_batches(self) -> tuple[int, int] | None:
+        """``(writes, commands)`` of the stack's pipelined Redis connection, or None."""
+        got = httpx.get(f"http://127.0.0.1:{self.port}{STATS_PATH}", timeout=10).json()
+        return None if got is None else (int(got[0]), int(got[1]))
+
     def stop(self) -> None:
         """Terminate the subprocess (we started it; nothing else is touched)."""
         if self.proc.poll() is None:
@@ -312,32 +348,44 @@ class Server:
         self.log.close()
 
 
-def _load(server: Server, method: str, seconds: float = SECONDS) -> dict[str, Any]:
+def _load(
+    server: Server, method: str, seconds: float = SECONDS, conns: int = CONNECTIONS
+) -> dict[str, Any]:
     headers = dict(server.headers)
     body = BODY if method == "POST" else b""
     if method == "POST":
         headers["content-type"] = "application/json"
     if os.environ.get("BENCH_LOADGEN", "wrk") == "wrk" and shutil.which("wrk"):
-        return run_wrk(server.url(method), method, headers, body, CONNECTIONS, seconds)
+        return run_wrk(server.url(method), method, headers, body, conns, seconds)
     return asyncio.run(
-        drive(server.port, server.paths[method], method, headers, body, CONNECTIONS, seconds)
+        drive(server.port, server.paths[method], method, headers, body, conns, seconds)
     )
 
 
-def _measure_stack(name: str, env: BenchEnv) -> tuple[str, dict[str, dict[str, Any]]]:
+Cells = dict[tuple[str, int], dict[str, Any]]
+
+
+def _measure_stack(name: str, env: BenchEnv) -> tuple[str, Cells]:
     server = Server(name, env)
     try:
-        out = {}
+        out: Cells = {}
         for method in ("GET", "POST"):
             server.check(method)
-            _load(server, method, 1.0)  # warm-up
-            cpu0 = server.cpu_seconds()
-            figures = _load(server, method)
-            cpu1 = server.cpu_seconds()
-            if cpu0 is not None and cpu1 is not None and figures["requests"]:
-                # Server CPU per request: far less sensitive to other processes than req/s.
-                figures["cpu_us"] = (cpu1 - cpu0) / figures["requests"] * 1e6
-            out[method] = figures
+            for conns in CONNECTION_COUNTS:
+                _load(server, method, 1.0, conns)  # warm-up
+                cpu0 = server.cpu_seconds()
+                rt0 = server.redis_batches()
+                figures = _load(server, method, SECONDS, conns)
+                cpu1 = server.cpu_seconds()
+                rt1 = server.redis_batches()
+                if cpu0 is not None and cpu1 is not None and figures["requests"]:
+                    # Server CPU per request: far less sensitive to other processes than req/s.
+                    figures["cpu_us"] = (cpu1 - cpu0) / figures["requests"] * 1e6
+                if rt0 is not None and rt1 is not None and figures["requests"]:
+                    writes, commands = rt1[0] - rt0[0], rt1[1] - rt0[1]
+                    figures["redis_rt_per_req"] = writes / figures["requests"]
+                    figures["redis_batch"] = commands / writes if writes else 0.0
+                out[(method, conns)] = figures
         return server.name, out
     finally:
         server.stop()
@@ -353,7 +401,7 @@ def run(names: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with redis_env() as env:
         _, first = _measure_stack("starlette", env)
-        results: list[tuple[str, dict[str, dict[str, Any]]]] = []
+        results: list[tuple[str, Cells]] = []
         for name in selected:
             try:
                 results.append(_measure_stack(name, env))
@@ -363,28 +411,32 @@ def run(names: list[str] | None = None) -> list[dict[str, Any]]:
     return _rows(first, last, results) + rows
 
 
-def _rows(
-    first: dict[str, dict[str, Any]],
-    last: dict[str, dict[str, Any]],
-    results: list[tuple[str, dict[str, dict[str, Any]]]],
-) -> list[dict[str, Any]]:
+def _rows(first: Cells, last: Cells, results: list[tuple[str, Cells]]) -> list[dict[str, Any]]:
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us")
+    cells = list(first)
     base = {
-        m: {k: (first[m][k] + last[m][k]) / 2 for k in keys if k in first[m] and k in last[m]}
-        for m in ("GET", "POST")
+        c: {k: (first[c][k] + last[c][k]) / 2 for k in keys if k in first[c] and k in last[c]}
+        for c in cells
     }
     out: list[dict[str, Any]] = []
-    for method in ("GET", "POST"):
-        drift = abs(first[method]["rps"] - last[method]["rps"]) / base[method]["rps"] * 100
-        row: dict[str, Any] = {"name": f"starlette {method}", **base[method]}
+    for cell in cells:
+        drift = abs(first[cell]["rps"] - last[cell]["rps"]) / base[cell]["rps"] * 100
+        row: dict[str, Any] = {"name": f"starlette {cell[0]}", "conns": cell[1], **base[cell]}
         row.update(rps_ratio=1.0, p99_ratio=1.0, cpu_ratio=1.0, baseline_drift_pct=drift)
-        row["errors"] = first[method]["errors"] + last[method]["errors"]
+        row["errors"] = first[cell]["errors"] + last[cell]["errors"]
         out.append(row)
     for name, result in results:
-        for method in ("GET", "POST"):
-            r = result[method]
-            b = base[method]
-            row = {"name": f"{name} {method}", **{k: r[k] for k in keys if k in r}}
+        for cell in cells:
+            r = result[cell]
+            b = base[cell]
+            row = {
+                "name": f"{name} {cell[0]}",
+                "conns": cell[1],
+                **{k: r[k] for k in keys if k in r},
+            }
+            for k in ("redis_rt_per_req", "redis_batch"):
+                if k in r:
+                    row[k] = r[k]
             row["rps_ratio"] = r["rps"] / b["rps"]
             row["p99_ratio"] = r["p99_ms"] / b["p99_ms"]
             if "cpu_us" in r and "cpu_us" in b:
@@ -394,6 +446,8 @@ def _rows(
             if name in TARGETS:
                 row["target_ratio"] = TARGETS[name]
                 ok = row["rps_ratio"] >= TARGETS[name] and row["p99_ratio"] <= 2.0
+                if "redis_rt_per_req" in row and cell[1] >= 64:  # issue 16: shared round trips
+                    ok = ok and row["redis_rt_per_req"] <= RT_TARGET
                 row["met"] = "yes" if ok else "no"
             out.append(row)
     return out

@@ -176,6 +176,26 @@ BUILDERS: dict[str, Callable[[BenchEnv], Awaitable[Stack]]] = {
 }
 
 
+def redis_batches(app: Any) -> tuple[int, int] | None:
+    """``(writes, commands)`` the rate limiter's auto-pipelined Redis connection sent so far.
+
+    ``writes`` are round trips (each carries one batch); None when the stack has no such
+    connection (memory stacks, peers).
+
+    Args:
+        app: the stack's ASGI app.
+    """
+    layer, seen = app, set()
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        primary = getattr(getattr(layer, "backend", None), "primary", None)
+        stats = getattr(primary, "batch_stats", None)
+        if stats is not None:
+            return (int(stats[0]), int(stats[1]))
+        layer = getattr(layer, "app", None)
+    return None
+
+
 def stack_names(*, peers: bool = True) -> list[str]:
     """Names of every stack, ours first, then the peers (whether installed or not).
 

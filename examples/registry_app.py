@@ -115,8 +115,7 @@ cursors = CursorCodec("example-cursor-secret-change-me")
 
 @api.get("/projects", scopes=["projects:read"], summary="List projects")
 async def list_projects(req: HandlerRequest) -> Any:
-    query = dict(httpx.QueryParams(req.scope["query_string"].decode()))
-    params = ListParams.from_query(query, sortable=["id", "name"], filters=["status"], max_limit=50)
+    params = ListParams.from_request(req, sortable=["id", "name"], filters=["status"], max_limit=50)
     page = paginate(
         PROJECTS.values(),
         params,

@@ -1,15 +1,20 @@
-"""Shared fixtures: anyio backend, a private Redis server, and store URLs for every backend."""
+"""Shared fixtures: anyio backend, a private Redis server, a private PostgreSQL database, and store
+URLs for every backend."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from tests.support import postgres
+from tests.support.redis_cluster import RedisClusterNodes, SentinelGroup
 from tests.support.redis_server import RedisServer
 
 settings.register_profile(
@@ -28,6 +33,7 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REQUIRE_REDIS = os.environ.get("EXTAPI_KIT_REQUIRE_REDIS") == "1"
+REQUIRE_POSTGRES = os.environ.get("EXTAPI_KIT_REQUIRE_POSTGRES") == "1"
 
 
 @pytest.fixture
@@ -86,6 +92,88 @@ def private_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_session() -> Iterator[RedisClusterNodes]:
+    """A private Redis Cluster (3 masters + 3 replicas on loopback) for the whole session."""
+    if not RedisClusterNodes.available():
+        _no_redis("redis-server or redis-cli is not installed")
+    cluster = RedisClusterNodes()
+    try:
+        cluster.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        cluster.stop()
+        _no_redis(f"could not start a Redis Cluster: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_session: RedisClusterNodes) -> str:
+    """A ``redis+cluster://`` URL of the session cluster, flushed before the test."""
+    redis_cluster_session.flush()
+    return redis_cluster_session.url
+
+
+@pytest.fixture
+def private_redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster owned by this one test, free to lose a master or migrate a slot."""
+    if not RedisClusterNodes.available():
+        _no_redis("redis-server or redis-cli is not installed")
+    cluster = RedisClusterNodes()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def private_sentinel() -> Iterator[SentinelGroup]:
+    """One master, one replica and three sentinels on loopback, owned by this one test."""
+    if not RedisServer.available():
+        _no_redis("redis-server is not installed")
+    group = SentinelGroup()
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+def _backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    if request.param == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
+def contract_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``store_url`` plus a Redis Cluster: the store contract suites of Redis-backed kinds."""
+    return _backend_url(request, tmp_path)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        "redis",
+        "redis-cluster",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def any_contract_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``any_store_url`` plus a Redis Cluster: the contract suites of kinds with PostgreSQL."""
+    return _backend_url(request, tmp_path)
+
+
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL for each built-in backend (contract suites parametrize over this)."""
@@ -94,3 +182,50 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", "redis", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL for each built-in backend, PostgreSQL included (stores that have one)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return str(request.getfixturevalue("redis_url"))
+
+
+def _no_postgres(reason: str) -> NoReturn:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"EXTAPI_KIT_REQUIRE_POSTGRES=1 but no PostgreSQL server: {reason}")
+    pytest.skip(f"no PostgreSQL server: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_db_url() -> Iterator[str]:
+    """A database for the whole session: DATABASE_URL if set, else a new one dropped afterwards."""
+    env_url = os.environ.get("DATABASE_URL")
+    if env_url:
+        yield env_url
+        return
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        _no_postgres("asyncpg is not installed (pip install 'extapi-kit[postgres]')")
+    try:
+        url = postgres.create_database()
+    except Exception as exc:
+        _no_postgres(f"cannot create a database on {postgres.server_url()}: {exc}")
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture
+def pg_url(postgres_db_url: str) -> str:
+    """A ``postgresql://`` store URL in a schema of its own (fresh tables for this test)."""
+    return f"{postgres_db_url}?schema=t_{secrets.token_hex(6)}"

@@ -16,10 +16,20 @@ from pathlib import Path
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "anchors-reliability.md"
+SECURITY_PAGE = REPO_ROOT / "docs" / "security.md"
 
-_SERIES = {"A": 13, "Z": 7, "R": 5, "M": 6, "L": 11, "I": 5, "W": 12, "G": 3}
+# The shared reference catalogue has 62 ids; ids past it are the project's own, added from outside
+# reviews (issue 15: A14-A17, Z8-Z9, I6, M7-M11, W13-W14, G4, L12) and the first-hour work
+# (issue 18: A18, G5-G7, W15). Both count.
+_SERIES = {"A": 18, "Z": 9, "R": 5, "M": 11, "L": 12, "I": 6, "W": 15, "G": 7}
+_REFERENCE_SERIES = {"A": 13, "Z": 7, "R": 5, "M": 6, "L": 11, "I": 5, "W": 12, "G": 3}
 CATALOGUE_IDS: tuple[str, ...] = tuple(
     f"{letter}{n}" for letter, count in _SERIES.items() for n in range(1, count + 1)
+)
+PROJECT_IDS: tuple[str, ...] = tuple(
+    f"{letter}{n}"
+    for letter, count in _SERIES.items()
+    for n in range(_REFERENCE_SERIES[letter] + 1, count + 1)
 )
 _ROW = re.compile(r"^\|\s*([AZRMLIWG]\d{1,2})\s*\|", re.MULTILINE)
 _ID = re.compile(r"(?<![A-Za-z0-9_])([AZRMLIWG]\d{1,2})(?![0-9])")
@@ -39,7 +49,7 @@ class CaseRef:
 
 
 def catalogue_ids(reference: Path = REFERENCE) -> tuple[str, ...]:
-    """Return the case ids: parsed from the reference file when present, else the fixed list.
+    """Return the case ids: the reference file's (else the fixed list), then the project's own.
 
     Args:
         reference: path of ``anchors-reliability.md``.
@@ -47,7 +57,7 @@ def catalogue_ids(reference: Path = REFERENCE) -> tuple[str, ...]:
     if reference.is_file():
         found = _ROW.findall(reference.read_text(encoding="utf-8"))
         if found:
-            return tuple(dict.fromkeys(found))
+            return tuple(dict.fromkeys([*found, *PROJECT_IDS]))
     return CATALOGUE_IDS
 
 
@@ -137,10 +147,20 @@ def test_checker_reads_docstrings_not_comments(tmp_path: Path) -> None:
     assert table["R4"][0].known_gap and not table["Z3"][0].known_gap
 
 
-def test_catalogue_has_62_ids() -> None:
-    """The parsed catalogue matches the fixed list of 62 ids (the reference file and list agree)."""
+def test_catalogue_has_83_ids() -> None:
+    """The parsed catalogue matches the fixed list: the reference's 62 ids plus the project's 21."""
     assert set(catalogue_ids()) == set(CATALOGUE_IDS)
-    assert len(CATALOGUE_IDS) == 62
+    assert len(CATALOGUE_IDS) == 83
+    assert len(PROJECT_IDS) == 21
+
+
+def test_security_page_lists_every_id() -> None:
+    """docs/security.md's "What we test" table has one row for every catalogue id."""
+    text = SECURITY_PAGE.read_text(encoding="utf-8")
+    table = text.split("## What we test", 1)[1]
+    rows = _ROW.findall(table)
+    assert sorted(set(rows)) == sorted(catalogue_ids())
+    assert len(rows) == len(set(rows)), "an id has two rows"
 
 
 def main() -> int:

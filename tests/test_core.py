@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from extapi_kit import ConfigurationError, get_context, store_from_url
 from extapi_kit._asgi import close_websocket, get_header, get_header_all
 from extapi_kit._types import Message, Receive, Scope, Send
-from extapi_kit._units import parse_duration, parse_size
+from extapi_kit._units import MAX_DURATION, parse_duration, parse_size
 from extapi_kit.context import SCOPE_KEY, Principal, has_scope, scope_matches
 from extapi_kit.problems import PROBLEMS, Problem, problem_app, render_problem
 from extapi_kit.stores import register_store, registered_schemes
@@ -151,10 +151,26 @@ def test_parse_duration_rejects(bad: object) -> None:
         parse_duration(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "absurd",
+    ["99999999999999999d", "1e300", 1e300, "9" * 400 + "s", "1e400", 10**400, "nan"],
+)
+def test_parse_duration_rejects_absurd_magnitudes(absurd: object) -> None:
+    """M7: non-finite durations and ones beyond MAX_DURATION (100 years) raise a clear error."""
+    with pytest.raises(ConfigurationError, match="duration"):
+        parse_duration(absurd)  # type: ignore[arg-type]
+
+
+def test_parse_duration_accepts_up_to_the_bound() -> None:
+    """M7: durations up to MAX_DURATION still parse (a 100-year key expiry is allowed)."""
+    assert parse_duration(MAX_DURATION) == MAX_DURATION
+    assert parse_duration("5200w") == 5200 * 604800
+
+
 def test_store_from_url_names_registered_schemes() -> None:
     """An unknown scheme or kind is refused with the registered names in the message."""
     with pytest.raises(ConfigurationError, match="memory://"):
-        store_from_url("keys", "postgres://x")
+        store_from_url("keys", "mysql://x")
     with pytest.raises(ConfigurationError, match="known kinds"):
         store_from_url("nope", "memory://")
     with pytest.raises(ConfigurationError):
@@ -240,3 +256,15 @@ async def test_asgi_helpers() -> None:
 
     await close_websocket(send)
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+@pytest.mark.parametrize("bad", ["x5s", "1e9", 10**400, float("nan"), -1, 253402300800, True])
+def test_check_timestamp_refuses_what_a_date_cannot_show(bad: object) -> None:
+    """M7: timestamps must be numbers from 1970 to 9999-12-31T23:59:59Z; junk raises clearly."""
+    from extapi_kit._units import MAX_TIMESTAMP, check_timestamp
+
+    with pytest.raises(ConfigurationError, match="expires_at"):
+        check_timestamp(bad, "expires_at")
+    assert check_timestamp(MAX_TIMESTAMP) == MAX_TIMESTAMP and check_timestamp(0) == 0.0
+    with pytest.raises(ConfigurationError, match="invalid duration"):
+        parse_duration("x5s")

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-_BLOCK = re.compile(r"^([ \t]*)```python\n(.*?)^\1```", re.S | re.M)
+_BLOCK = re.compile(r"^([ \t]*)```python[^\n]*\n(.*?)^\1```", re.S | re.M)
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

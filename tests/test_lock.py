@@ -25,7 +25,7 @@ def test_every_declared_requirement_is_pinned() -> None:
     """Every dependency and every locked extra's requirement has an exact pin in the lock."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in ("dev", "test", "server", "redis"):
+    for extra in ("dev", "test", "server", "redis", "docs"):
         requirements += project["optional-dependencies"][extra]
     pins = _pins()
     missing = []

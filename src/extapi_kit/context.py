@@ -23,6 +23,7 @@ __all__ = [
     "RouteSettings",
     "get_context",
     "has_scope",
+    "is_reserved_scope",
     "scope_matches",
 ]
 
@@ -45,6 +46,8 @@ class Principal:
         allowed_cidrs: networks the key may be used from (empty: anywhere).
         quota: per-key usage quota settings, if any.
         metadata: free-form metadata stored on the key.
+        lineage_id: the id of the first key of its rotation chain (empty: ``key_id``); a rotated
+            key and its successors share it, so records scoped by it survive rotation (I6).
     """
 
     key_id: str
@@ -58,6 +61,7 @@ class Principal:
     allowed_cidrs: tuple[str, ...] = ()
     quota: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    lineage_id: str = ""
 
     def has_scope(self, required: str) -> bool:
         """Return whether this principal holds ``required`` (wildcards allowed).
@@ -134,6 +138,8 @@ class RequestContext:
         rejection: the slug of the problem that rejected the request, if any.
         resource_ids: resource ids the request touches (type -> id), for audit.
         extra: free-form values other layers want recorded.
+        quota: the quota decision when the rate limiter charged the quotas in its own Redis
+            call (the usage layer then uses it instead of charging again), else None.
     """
 
     request_id: str = ""
@@ -146,6 +152,7 @@ class RequestContext:
     rejection: str | None = None
     resource_ids: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    quota: Any = None
 
 
 def new_request_id() -> str:
@@ -166,17 +173,38 @@ def get_context(scope: Scope) -> RequestContext:
     return ctx
 
 
+RESERVED_SEGMENT = "admin"
+
+
+def is_reserved_scope(scope: str) -> bool:
+    """Return whether ``scope`` is reserved: held only by name, never through a wildcard.
+
+    A scope is reserved when one of its ``:``-separated segments is ``admin`` (``admin``,
+    ``admin:keys``, ``ops:admin``): the admin API's scope and its relatives. A key with ``*``
+    (the "full access" profile) or ``admin:*`` does not hold them (case A14).
+
+    Args:
+        scope: a scope string.
+    """
+    return RESERVED_SEGMENT in scope.split(":")
+
+
 def scope_matches(granted: str, required: str) -> bool:
     """Return whether one granted scope covers a required scope.
 
-    ``*`` covers everything; ``projects:*`` covers ``projects:read`` and ``projects:write:own``;
-    otherwise the strings must be equal.
+    ``*`` covers everything except reserved scopes (:func:`is_reserved_scope`, which match only
+    exactly); ``projects:*`` covers ``projects:read`` and ``projects:write:own``; otherwise the
+    strings must be equal.
 
     Args:
         granted: a scope held by a key.
         required: the scope a route needs.
     """
-    if granted == required or granted == "*":
+    if granted == required:
+        return True
+    if is_reserved_scope(required):
+        return False  # A14: wildcards never grant the admin API
+    if granted == "*":
         return True
     if granted.endswith(":*"):
         return required.startswith(granted[:-1])

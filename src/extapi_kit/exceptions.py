@@ -4,11 +4,13 @@ Every error this library raises on purpose derives from :class:`ExtAPIKitError`:
 
     ExtAPIKitError
     ├── ConfigurationError (also ValueError)    bad arguments, URLs, rate/size strings, CIDRs
+    │   └── InvalidCursorError                  a pagination cursor that is not one of ours
     ├── StoreError                              a backend failed; wraps the cause
     │   └── StoreUnavailableError               the backend is down or past its deadline
     ├── NotFoundError (also LookupError)        a key, endpoint, delivery ... does not exist
     ├── ConflictError                           a write conflicts with the current state
     ├── InvalidKeyError                         a presented API key is malformed or not valid
+    ├── PermissionDeniedError (also PermissionError)  an action would exceed the acting key
     ├── UnsafeURLError (also ValueError)        an outbound URL points somewhere it must not (SSRF)
     ├── WebhookVerificationError                an incoming webhook failed signature verification
     └── ProblemError                            carries an RFC 9457 problem to send to the client
@@ -28,8 +30,10 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ExtAPIKitError",
+    "InvalidCursorError",
     "InvalidKeyError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ProblemError",
     "StoreError",
     "StoreUnavailableError",
@@ -44,6 +48,10 @@ class ExtAPIKitError(Exception):
 
 class ConfigurationError(ExtAPIKitError, ValueError):
     """A configuration value (argument, URL, rate or size string, CIDR) is invalid."""
+
+
+class InvalidCursorError(ConfigurationError):
+    """A pagination cursor is malformed, out of range, or from another query or store."""
 
 
 class StoreError(ExtAPIKitError):
@@ -64,6 +72,10 @@ class ConflictError(ExtAPIKitError):
 
 class InvalidKeyError(ExtAPIKitError):
     """A presented API key is malformed, unknown, revoked, expired or wrong."""
+
+
+class PermissionDeniedError(ExtAPIKitError, PermissionError):
+    """An action would give a key more than the key acting holds (no escalation, A14)."""
 
 
 class UnsafeURLError(ExtAPIKitError, ValueError):

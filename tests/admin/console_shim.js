@@ -31,9 +31,13 @@ class Elem {
   querySelectorAll(sel) { return this.all().filter((e) => e.tagName === sel); }
 }
 
+// Elements the page starts with the hidden attribute start hidden here too.
+const page = fs.readFileSync(require("path").join(require("path").dirname(script), "console.html"), "utf8");
+const startHidden = new Set(Array.from(page.matchAll(/<[a-z]+\b[^>]*\bid="([^"]+)"[^>]*\shidden\b/g), (m) => m[1]));
 const byId = {};
+const make = (id) => { const e = new Elem("div", id); e.hidden = startHidden.has(id); return e; };
 const document = {
-  getElementById: (id) => (byId[id] = byId[id] || new Elem("div", id)),
+  getElementById: (id) => (byId[id] = byId[id] || make(id)),
   querySelector: () => ({ content: apiBase }),
   querySelectorAll: (sel) => {
     const m = /^#([\w-]+) tr\[data-key-id="([^"]*)"\]$/.exec(sel);

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from extapi_kit.admin import create_admin_api
+from extapi_kit.admin import admin_app, create_admin_api
+from extapi_kit.audit import audit_store_from_url
 from extapi_kit.audit.record import AuditRecord, new_record_id
 from extapi_kit.testing import FakeClock
 from tests.admin.conftest import API, Admin, admin_setup, asgi_client, make_keys
@@ -129,3 +130,76 @@ async def test_custom_scope_and_prefix() -> None:
         assert ok.status_code == 200
         page = await admin.client.get("/ops/console")
         assert page.status_code == 200 and 'content="/ops/v1"' in page.text
+
+
+# Malformed on every sink: not a cursor of any built-in format, or out of the backends' ranges.
+MALFORMED_CURSORS = ["x", "-1", "[]", "1.5.6", "\u00b2.1", "1.-5", "-", ".", "9" * 30 + ".1",
+                     "1-" + "9" * 30, "\x1b[2J", "1 .5"]  # fmt: skip
+
+
+async def test_malformed_audit_cursor_is_400_on_every_sink(store_url: str) -> None:
+    """M9: GET /admin/v1/audit?cursor=<junk> is the same 400 problem on memory, SQLite and Redis
+    (never a 500), a cursor of another sink's format included; real cursors still page."""
+    redis = store_url.startswith("redis")
+    foreign = "1.5" if redis else "1-5"  # the other format: a memory/SQLite cursor, a stream id
+    keys = make_keys()
+    sink = audit_store_from_url(store_url)
+    _, secret = await keys.create("root", scopes=["admin"])
+    try:
+        await sink.write_batch([_rec(T0 + i, "k1") for i in range(3)])
+        app = admin_app(keys=keys, audit=sink)
+        async with asgi_client(app) as c:
+            h = {"X-API-Key": secret}
+            for cursor in [*MALFORMED_CURSORS, foreign]:
+                r = await c.get(f"{API}/audit", params={"cursor": cursor}, headers=h)
+                assert r.status_code == 400, (cursor, r.text)
+                assert r.headers["content-type"] == "application/problem+json"
+                body = r.json()
+                assert body["type"].endswith("/bad-request") and body["detail"] == "invalid cursor"
+            first = await c.get(f"{API}/audit", params={"key_id": "k1", "limit": "2"}, headers=h)
+            nxt = first.json()["next_cursor"]
+            assert nxt
+            second = await c.get(
+                f"{API}/audit", params={"key_id": "k1", "limit": "2", "cursor": nxt}, headers=h
+            )
+            assert second.status_code == 200 and len(second.json()["data"]) == 1
+            empty = await c.get(f"{API}/audit", params={"key_id": "k1", "cursor": ""}, headers=h)
+            assert len(empty.json()["data"]) == 3
+    finally:
+        await sink.aclose()
+        await keys.aclose()
+
+
+async def test_keys_anywhere_in_the_query_are_refused_and_never_reach_the_audit_trail(
+    admin: Admin,
+) -> None:
+    """A17: a query carrying a key under any name or wrapping (Bearer, spaces, ';', percent- or
+    double-encoded, as a bare name) is refused with 400 api-key-in-query, and no record served by
+    GET /admin/v1/audit holds the key: not the query, the path or the user agent."""
+    c, key = admin.client, admin.admin_key
+    secret = key[len(key.rsplit("_", 1)[0]) + 1 :]  # the secret and checksum
+    double = "".join(f"%25{ord(ch):02X}" for ch in key)
+    queries = [
+        f"authorization={key}",
+        f"auth=Bearer%20{key}",
+        f"q={key}%20",
+        f"x={key};",
+        f"x={key};y=1",
+        f"{key}",
+        f"{key}=1",
+        f"note=foo_{key}",
+        f"d={double}",
+        f"a=1&b=%20Bearer+{key}",
+    ]
+    for qs in queries:
+        r = await c.get(f"{API}/keys?{qs}", headers=admin.h)
+        assert r.status_code == 400, (qs, r.text)
+        assert r.json()["type"].endswith("/api-key-in-query")
+    await c.get(f"{API}/keys/{key}", headers={**admin.h, "User-Agent": f"curl/8 {key}"})
+    page = await c.get(f"{API}/audit", params={"limit": "100"}, headers=admin.h)
+    assert page.status_code == 200
+    records = page.json()["data"]
+    assert sum(r["rejection"] == "api-key-in-query" for r in records) == len(queries)
+    assert secret not in page.text and secret not in str(await admin.sink.query(limit=1000))
+    assert any("[REDACTED]" in (r["user_agent"] or "") for r in records)
+    assert any("[REDACTED]" in r["path"] for r in records)

@@ -46,6 +46,8 @@ async def _setup(mode: str, tmp_path: Path) -> AsyncIterator[Admin]:
 
 async def _check_flow(admin: Admin, mode: str, steps: dict[str, Any]) -> None:
     """Assert the scripted flow's steps: grants editor, edit form, chart source, revocation."""
+    # Drawn or not (a box and a computed style in Chromium), not the hidden property (G8).
+    assert steps["secret_hidden_at_start"] is True
     assert steps["secret_shown"] is True
     assert steps["grants_created"] == {"projects": ["7", "9"]}
     assert steps["edit_prefilled"] is True and steps["grant_row_refused"] is True
@@ -80,6 +82,8 @@ async def test_console_page_is_served_with_a_strict_csp(admin: Admin) -> None:
     assert r.headers["cache-control"] == "no-store"
     assert '<meta name="extapi-admin-api" content="/admin/v1">' in r.text
     assert '<script src="/admin/console/console.js">' in r.text
+    assert 'placeholder="xk_live_..."' in r.text
+    assert '<link rel="icon" type="image/svg+xml" href="/admin/console/favicon.svg">' in r.text
     assert "{{" not in r.text
     head = await admin.client.head("/admin/console")
     assert head.status_code == 200 and head.content == b""
@@ -93,6 +97,8 @@ async def test_console_assets_and_refusals(admin: Admin) -> None:
     css = await admin.client.get("/admin/console/console.css")
     assert js.headers["content-type"].startswith("text/javascript") and "sessionStorage" in js.text
     assert css.headers["content-type"].startswith("text/css")
+    icon = await admin.client.get("/admin/console/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
     assert "content-security-policy" in js.headers
     assert (await admin.client.get("/admin/console/../v1/keys")).status_code in (401, 404)
     assert (await admin.client.get("/admin/console/other.js")).status_code == 404

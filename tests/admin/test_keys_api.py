@@ -152,3 +152,40 @@ async def test_openapi_lists_the_admin_routes(admin: Admin) -> None:
         f"{API}/audit",
     } <= paths
     assert not any(p.startswith(f"{API}/webhooks") for p in paths)  # no manager given
+
+
+BAD_BODIES = [
+    ('"quota":{"monthly":"x"}', "quota.monthly"),
+    ('"quota":{"monthly":-5}', "quota.monthly"),
+    ('"quota":{"monthly":1.5}', "quota.monthly"),
+    ('"quota":{"monthly":true}', "quota.monthly"),
+    ('"quota":{"monthly":1e999}', "quota.monthly"),
+    ('"quota":{"hourly":5}', "quota.hourly"),
+    ('"rate_limits":{"read":"1/0 seconds"}', "rate_limits.read"),
+    ('"rate_limits":{"read":"1/minute;5/minute"}', "rate_limits.read"),
+    ('"allowed_cidrs":["10.0.0.0/33"]', "allowed_cidrs"),
+    ('"scopes":["two words"]', "scope"),
+    ('"grants":{"projects":[]}', "grants.projects"),
+    ('"metadata":{"x":1e999}', "metadata"),
+]
+
+
+@pytest.mark.parametrize(("fragment", "field"), BAD_BODIES)
+async def test_key_settings_that_would_be_ignored_are_422(
+    admin: Admin, fragment: str, field: str
+) -> None:
+    """M10: POST /keys and PATCH /keys/{id} refuse a quota, rate limit, network, scope, grant or
+    metadata value that would be stored and ignored, with a 422 problem naming the field."""
+    c = admin.client
+    h = {**admin.h, "content-type": "application/json"}
+    before = [k["id"] for k in (await c.get(f"{API}/keys", headers=admin.h)).json()["data"]]
+    r = await c.post(f"{API}/keys", content='{"name":"k",' + fragment + "}", headers=h)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert field in r.text
+    after = [k["id"] for k in (await c.get(f"{API}/keys", headers=admin.h)).json()["data"]]
+    assert after == before
+    r = await c.patch(f"{API}/keys/{admin.admin_id}", content="{" + fragment + "}", headers=h)
+    assert r.status_code == 422 and field in r.text, r.text
+    shown = (await c.get(f"{API}/keys/{admin.admin_id}", headers=admin.h)).json()
+    assert shown["quota"] == {} and shown["rate_limits"] == {} and shown["metadata"] == {}

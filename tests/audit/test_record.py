@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from extapi_kit._types import Receive, Scope, Send
 from extapi_kit.audit import AuditRecord, QueryRedactor
 from extapi_kit.audit.record import REDACTED, new_record_id
+from extapi_kit.keys.format import contains_key, generate_key
+from extapi_kit.middleware.api_key import ApiKeyMiddleware
 
 SENSITIVE = [
     "api_key",
@@ -83,3 +86,32 @@ def test_record_round_trips_through_json(rec: AuditRecord) -> None:
     del doc["timestamp_us"]
     assert AuditRecord.from_dict(doc) == rec
     assert rec.timestamp.tzinfo is not None
+
+
+KEY = generate_key(prefix="xk", env="live")
+KEY_FORMS = st.sampled_from(
+    [KEY, f"Bearer {KEY}", f" {KEY} ", f"{KEY};", f"foo_{KEY}", quote(KEY), quote(quote(KEY))]
+)
+PART = st.one_of(
+    st.tuples(st.sampled_from([*SAFE, "auth", "x", "authorization"]), KEY_FORMS).map(
+        lambda nv: f"{nv[0]}={quote(nv[1], safe=' ;%')}"
+    ),
+    st.tuples(st.sampled_from(SAFE), VALUE).map(lambda nv: urlencode([nv])),
+    KEY_FORMS.map(lambda k: quote(k, safe="%")),
+)
+
+
+@given(st.lists(PART, min_size=1, max_size=6))
+def test_refusal_and_redaction_agree_on_query_keys(parts: list[str]) -> None:
+    """A17: the middleware refuses a query exactly when it holds a key, and the audit record of
+    any query keeps no key, whatever the parameter name, wrapping or encoding."""
+    qs = "&".join(parts)
+    middleware = ApiKeyMiddleware(_app, store="memory://")
+    refused = middleware._key_in_query({"query_string": qs.encode("latin-1")})
+    assert refused == any(KEY in unquote_plus(unquote_plus(unquote_plus(p))) for p in parts)
+    redacted = QueryRedactor().redact(qs.encode("latin-1"))
+    assert not contains_key(redacted) and KEY[-49:] not in redacted
+
+
+async def _app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
+    raise AssertionError("never called")

@@ -1,4 +1,4 @@
-"""Audit sink contract on memory, SQLite and Redis: query filters, pagination, prune, dedupe."""
+"""Audit sink contract on memory, SQLite, Redis and PostgreSQL: query filters, pagination, prune, dedupe."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from extapi_kit.audit import AuditRecord, AuditSink, MemorySink, audit_store_fro
 from extapi_kit.audit.record import new_record_id
 from extapi_kit.audit.sink_redis import RedisSink
 from extapi_kit.audit.sink_sqlite import SQLiteSink
-from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.exceptions import ConfigurationError, InvalidCursorError
 from extapi_kit.testing import FakeClock
 
 T0 = 1_800_000_000_000_000  # epoch microseconds
@@ -55,9 +55,9 @@ def _corpus(n: int = 60) -> list[AuditRecord]:
 
 
 @pytest.fixture
-async def sink(store_url: str) -> AsyncIterator[AuditSink]:
+async def sink(any_contract_store_url: str) -> AsyncIterator[AuditSink]:
     clock = FakeClock(T0 / 1_000_000 + 100)
-    s = audit_store_from_url(store_url, clock=clock)
+    s = audit_store_from_url(any_contract_store_url, clock=clock)
     if isinstance(s, RedisSink):
         s.stream = f"audit-test-{uuid.uuid4().hex}"
     try:
@@ -133,19 +133,26 @@ async def test_records_round_trip_through_the_sink(sink: AuditSink) -> None:
     assert page == [rec] and cursor is None
 
 
-def _local_sink(kind: str, tmp_path: Path) -> AuditSink:
+def _local_sink(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AuditSink:
     clock = FakeClock(T0 / 1_000_000 + 100)
+    if kind == "postgresql":
+        return audit_store_from_url(str(request.getfixturevalue("pg_url")), clock=clock)
     url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/local.db"
     return audit_store_from_url(url, clock=clock)
 
 
+LOCAL_KINDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
 # Redis prunes by stream id (arrival time, see test_redis_stream_is_trimmed_by_length_and_age)
-# and cannot de-duplicate (documented), so these two run on memory and SQLite.
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+# and cannot de-duplicate (documented), so these two run on memory, SQLite and PostgreSQL.
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
 @pytest.mark.anyio
-async def test_prune_deletes_only_older_records(kind: str, tmp_path: Path) -> None:
+async def test_prune_deletes_only_older_records(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """prune(older_than) removes exactly the records before the cut-off."""
-    sink = _local_sink(kind, tmp_path)
+    sink = _local_sink(kind, tmp_path, request)
     records = _corpus(20)
     await sink.write_batch(records)
     # The sink clock is T0 + 100 s, so an age of 90 s cuts at T0 + 10 s.
@@ -155,11 +162,14 @@ async def test_prune_deletes_only_older_records(kind: str, tmp_path: Path) -> No
     await sink.aclose()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", LOCAL_KINDS)
 @pytest.mark.anyio
-async def test_resent_batch_is_not_duplicated(kind: str, tmp_path: Path) -> None:
-    """Writing the same records twice (a re-sent spill) stores them once (memory, SQLite)."""
-    s = _local_sink(kind, tmp_path)
+async def test_resent_batch_is_not_duplicated(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Writing the same records twice (a re-sent spill) stores them once (memory, SQLite,
+    PostgreSQL)."""
+    s = _local_sink(kind, tmp_path, request)
     records = _corpus(10)
     await s.write_batch(records)
     await s.write_batch(records[5:])
@@ -175,6 +185,27 @@ async def test_bad_query_arguments_are_configuration_errors() -> None:
         await s.query(limit=0)
     with pytest.raises(ConfigurationError):
         await s.query(cursor="not-a-cursor")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "cursor",
+    ["x", "-1", "1.5.6", "[]", "\u00b2.1", "9" * 30 + ".1", "1-" + "9" * 30, "\x1b[2J", "1 .5"],
+)
+async def test_malformed_cursor_is_invalid_cursor_error_on_every_sink(
+    sink: AuditSink, cursor: str
+) -> None:
+    """M9: a malformed cursor raises InvalidCursorError from every sink's query, Redis included
+    (never a backend error), and so does a cursor in another sink's format."""
+    await sink.write_batch(_corpus(3))
+    with pytest.raises(InvalidCursorError):
+        await sink.query(cursor=cursor)
+    foreign = "1.5" if isinstance(sink, RedisSink) else "1-5"
+    with pytest.raises(InvalidCursorError):
+        await sink.query(cursor=foreign)
+    page, nxt = await sink.query(limit=2, cursor="")
+    assert len(page) == 2 and nxt is not None
+    assert len((await sink.query(limit=2, cursor=nxt))[0]) == 1
 
 
 @pytest.mark.redis

@@ -130,7 +130,7 @@ def test_list_update_rotate_revoke(store: str, capsys: pytest.CaptureFixture[str
         ["keys", "show", "doesnotexist"],
         ["keys", "create", "--name", "x", "--expires-in", "soon"],
         ["keys", "create", "--name", "x", "--grant", "projects"],
-        ["keys", "create", "--name", "x", "--scopes", "bad scope"],
+        ["keys", "create", "--name", "x", "--scopes", "BAD:scope"],
         ["keys", "create", "--name", "x", "--env", "PROD"],
         ["keys", "create", "--name", "x", "--cidrs", "10.0.0.999/8"],
         ["keys", "create", "--name", "x", "--rate-limit", "read=often"],
@@ -168,3 +168,34 @@ def test_default_store_is_sqlite_in_working_dir(
     monkeypatch.chdir(tmp_path)
     assert run(capsys, "keys", "create", "--name", "d", "--hasher", "hmac")[0] == 0
     assert (tmp_path / "extapi-kit.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (["--rate-limit", "read=1/0 seconds"], "rate_limits.read"),
+        (["--rate-limit", "read=1/minute;3/minute"], "rate_limits.read"),
+        (["--quota", "monthly=x"], "quota.monthly"),
+        (["--quota", "monthly=-5"], "quota.monthly"),
+        (["--quota", "monthly=1.5"], "quota.monthly"),
+        (["--quota", "hourly=5"], "quota.hourly"),
+        (["--cidrs", "10.0.0.0/33"], "allowed_cidrs"),
+        (["--grant", "bad type!=1"], "grants"),
+        (["--scopes", "Projects:read"], "scope"),  # "a b" is two scopes (issue 18 §4)
+    ],
+)
+def test_settings_that_would_be_ignored_are_refused(
+    store: str, capsys: pytest.CaptureFixture[str], options: list[str], field: str
+) -> None:
+    """M10: keys create/update refuse a setting that would be stored and ignored, naming the
+    field on stderr (exit 1), and store nothing; a valid --quota is stored."""
+    code, out, err = run(capsys, "keys", "create", "--name", "x", *options)
+    assert code == 1 and out == "" and field in err, err
+    code, _, err = run(capsys, "keys", "list")  # nothing stored, not even an empty store
+    assert code == 1 and "key store does not exist" in err
+    created = run_json(capsys, "keys", "create", "--name", "x", "--quota", "monthly=100")
+    assert created["quota"] == {"monthly": 100}
+    code, out, err = run(capsys, "keys", "update", created["id"], *options)
+    assert code == 1 and field in err, err
+    shown = run_json(capsys, "keys", "show", created["id"])
+    assert shown["quota"] == {"monthly": 100} and shown["rate_limits"] == {}

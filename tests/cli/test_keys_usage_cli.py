@@ -130,7 +130,7 @@ def test_unreachable_usage_store_warns_and_shows_zeros(
     keys_url: str, private_redis: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """L8: with the Redis usage store down, show and list still succeed with zeros, mark the
-    usage unavailable and warn on stderr, without naming the store's address."""
+    usage unavailable and warn on stderr naming the store's host:port (issue 18 §5)."""
     key_id = create(capsys, "k")
     private_redis.stop()
     code, out, err = cli(
@@ -141,7 +141,7 @@ def test_unreachable_usage_store_warns_and_shows_zeros(
     assert (usage["today"], usage["available"]) == (0, False)
     assert "usage unavailable" in err
     host_port = private_redis.url.split("//", 1)[1].split("/", 1)[0]
-    assert host_port not in err
+    assert f"redis unavailable at {host_port}: ConnectionError" in err
     code, out, err = cli(capsys, "keys", "list", "--usage-store", private_redis.url)
     assert code == 0 and key_id in out and "usage unavailable" in err
 

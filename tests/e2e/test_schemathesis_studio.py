@@ -9,16 +9,16 @@ from typing import Any, cast
 import anyio
 import pytest
 import schemathesis
-from examples.studio.app import create_app, store_urls
-from examples.studio.demo import bootstrap_admin_key
-from examples.studio.external import build_external_api
-from examples.studio.internal import StudioDB
 from hypothesis import HealthCheck, settings
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import content_type_conformance
 from starlette.applications import Starlette
 
 from extapi_kit._types import ASGIApp, Receive, Scope, Send
+from extapi_kit.examples.studio.app import create_app, store_urls
+from extapi_kit.examples.studio.demo import bootstrap_admin_key
+from extapi_kit.examples.studio.external import build_external_api
+from extapi_kit.examples.studio.internal import StudioDB
 from extapi_kit.webhooks import WebhookManager, webhook_store_from_url
 from tests.routing.test_schemathesis import CHECKS
 

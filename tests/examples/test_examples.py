@@ -18,8 +18,8 @@ from argon2 import profiles
 from examples.client import ApiError, StudioClient, retry_after_seconds
 from examples.fastapi_app import check as fastapi_check
 from examples.starlette_app import check as starlette_check
-from examples.studio.app import create_app, store_urls
 
+from extapi_kit.examples.studio.app import create_app, store_urls
 from extapi_kit.keys.hashing import Argon2Hasher
 from extapi_kit.keys.service import KeyService
 from tests.e2e._demo import free_port

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from examples.studio._runtime import run_lifespan
-from examples.studio.app import create_app, store_urls
-from examples.studio.demo import ADMIN_SCOPES, _banner, bootstrap_admin_key
 
-from extapi_kit.cli import demo as demo_cli
 from extapi_kit.cli import main as cli_main
+from extapi_kit.examples.studio._runtime import run_lifespan
+from extapi_kit.examples.studio.app import create_app, store_urls
+from extapi_kit.examples.studio.demo import ADMIN_SCOPES, _banner, bootstrap_admin_key
 from extapi_kit.keys.service import KeyService
 
 
@@ -67,13 +67,14 @@ async def test_bootstrap_key_is_new_on_every_start_and_the_old_one_revoked(tmp_p
     assert second_key in banner and "/api/v1" in banner and f"previous {first_id} revoked" in banner
 
 
-def test_demo_without_checkout_says_so(
+def test_demo_without_uvicorn_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """From an installed package without examples/, `demo` exits 1 with a clear message."""
-    monkeypatch.setattr(demo_cli, "find_examples", lambda: None)
+    """N3: the example ships in the package, so only a missing server is an error: `demo`
+    without uvicorn exits 1 and names the `[server]` extra."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert cli_main(["demo"]) == 1
-    assert "needs the extapi_kit source checkout" in capsys.readouterr().err
+    assert 'pip install "extapi-kit[server]"' in capsys.readouterr().err
 
 
 @pytest.mark.anyio
@@ -106,3 +107,55 @@ async def test_project_scoped_key_sees_only_its_projects(tmp_path: Path) -> None
         bad = await c.post("/api/v1/jobs", headers=h, json={**job, "project_id": 5})
         good = await c.post("/api/v1/jobs", headers=h, json={**job, "project_id": 7})
         assert bad.status_code == 404 and good.status_code == 201
+
+
+@pytest.mark.anyio
+async def test_list_cursors_are_bound_to_their_route_and_key(tmp_path: Path) -> None:
+    """M8: a cursor from /api/v1/models is a 400 problem on /api/v1/projects/1/assets and on
+    /api/v1/projects (never a 500), as is one from another project's assets or another key;
+    the same route and key still page."""
+    data = tmp_path / "d"
+    app = create_app(data)
+    transport = httpx.ASGITransport(app, client=("203.0.113.7", 1234))
+    async with run_lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        svc = KeyService(store_urls(data)["keys"])
+        try:
+            _, key = await svc.create("partner", scopes=["projects:read", "models:read"])
+            _, other = await svc.create("other", scopes=["projects:read", "models:read"])
+        finally:
+            await svc.aclose()
+        h = {"X-API-Key": key}
+        models = (await c.get("/api/v1/models?limit=1", headers=h)).json()
+        assets = (await c.get("/api/v1/projects/1/assets?limit=1", headers=h)).json()
+        projects = (await c.get("/api/v1/projects?limit=1", headers=h)).json()
+        cursors = {
+            "models": models["next_cursor"],
+            "assets1": assets["next_cursor"],
+            "projects": projects["next_cursor"],
+        }
+        assert all(cursors.values())
+        misuse = [
+            ("/api/v1/projects/1/assets", "models"),
+            ("/api/v1/projects", "models"),
+            ("/api/v1/models", "projects"),
+            ("/api/v1/projects/2/assets", "assets1"),
+            ("/api/v1/projects/1/assets", "projects"),
+        ]
+        for path, source in misuse:
+            r = await c.get(path, params={"limit": "1", "cursor": cursors[source]}, headers=h)
+            assert r.status_code == 400, (path, source, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"].endswith("/bad-request")
+        foreign = await c.get(
+            "/api/v1/models",
+            params={"limit": "1", "cursor": cursors["models"]},
+            headers={"X-API-Key": other},
+        )
+        assert foreign.status_code == 400
+        for path, source in [
+            ("/api/v1/models", "models"),
+            ("/api/v1/projects/1/assets", "assets1"),
+            ("/api/v1/projects", "projects"),
+        ]:
+            ok = await c.get(path, params={"limit": "1", "cursor": cursors[source]}, headers=h)
+            assert ok.status_code == 200 and len(ok.json()["data"]) == 1, ok.text

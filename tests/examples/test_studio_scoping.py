@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import standardwebhooks
-from examples.studio._runtime import run_lifespan
-from examples.studio.app import create_app, store_urls
 
+from extapi_kit.examples.studio._runtime import run_lifespan
+from extapi_kit.examples.studio.app import create_app, store_urls
 from extapi_kit.keys.service import KeyService
 from tests.webhooks.receivers import Recorder, serve
 
@@ -121,3 +121,61 @@ async def test_partners_cannot_point_webhooks_at_the_platform_itself(tmp_path: P
             )
             assert r.status_code == 422, (url, r.text)
             assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_studio_partner_hooks_hear_only_their_owner_and_stars_stay_out_of_admin(
+    tmp_path: Path,
+) -> None:
+    """Z8 and A14 in the studio: a read-only partner's self-service endpoint (real receiver) gets
+    api_key.created for its own owner's new key, never for another owner's admin key made in
+    the admin API; a "full access" ['*'] key gets 403 from the admin API and cannot mint keys;
+    a project-1 sibling key does not see the partner's org-wide endpoint (Z9)."""
+    data = tmp_path / "d"
+    app = create_app(data, partner_loopback_webhooks=True)
+    svc = KeyService(store_urls(data)["keys"])
+    hooks = ["webhooks:read", "webhooks:write"]
+    try:
+        _, admin = await svc.create("ops", owner="ops", scopes=["admin", "projects:read"])
+        _, reader = await svc.create("r1", owner="r1", scopes=["projects:read", *hooks])
+        _, p1 = await svc.create("r1-p1", owner="r1", scopes=hooks, grants={"projects": ["1"]})
+        _, star = await svc.create("r1-full", owner="r1", scopes=["*"])
+    finally:
+        await svc.aclose()
+    recorder = Recorder()
+    transport = httpx.ASGITransport(app, client=("203.0.113.7", 1234))
+    async with (
+        serve(recorder) as base,
+        run_lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        a, r, s = ({"X-API-Key": k} for k in (admin, reader, star))
+        reg = await c.post(
+            "/api/v1/webhooks/endpoints",
+            headers=r,
+            json={"url": base + "/hook", "event_types": ["api_key.created", "api_key.revoked"]},
+        )
+        assert reg.status_code == 201, reg.text
+        secret, ep_id = reg.json()["secret"], reg.json()["endpoint"]["id"]
+        hidden = await c.get(f"/api/v1/webhooks/endpoints/{ep_id}", headers={"X-API-Key": p1})
+        assert hidden.status_code == 404  # Z9: not within the project-1 key's grants
+
+        assert (await c.get("/admin/v1/keys", headers=s)).status_code == 403
+        assert (await c.get("/admin/v1/audit", headers=s)).status_code == 403
+        minted = await c.post("/admin/v1/keys", headers=s, json={"name": "x", "owner": "r1"})
+        assert minted.status_code == 403
+        other = await c.post(
+            "/admin/v1/keys", headers=a, json={"name": "globex-admin", "owner": "globex",
+                                               "scopes": ["admin"]},
+        )  # fmt: skip
+        assert other.status_code == 201, other.text
+        ours = await c.post("/admin/v1/keys", headers=a, json={"name": "r1-ci", "owner": "r1"})
+        assert ours.status_code == 201, ours.text
+        await recorder.wait_for(1)
+        await asyncio.sleep(0.5)  # room for a wrongly addressed delivery to arrive
+    payloads = [
+        standardwebhooks.Webhook(secret).verify(x.body, x.headers) for x in recorder.requests
+    ]
+    assert [(p["type"], p["data"]["id"]) for p in payloads] == [
+        ("api_key.created", ours.json()["key"]["id"])
+    ]
+    assert all("globex" not in x.body.decode() for x in recorder.requests)

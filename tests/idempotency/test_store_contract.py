@@ -1,4 +1,4 @@
-"""One contract suite for every idempotency store backend (memory, sqlite, redis)."""
+"""One contract suite for every idempotency store backend (memory, sqlite, redis, postgresql)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ RESPONSE = StoredResponse(
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[IdempotencyStore]:
-    s: IdempotencyStore = store_from_url("idempotency", store_url)
+async def store(any_contract_store_url: str) -> AsyncIterator[IdempotencyStore]:
+    s: IdempotencyStore = store_from_url("idempotency", any_contract_store_url)
     try:
         yield s
     finally:
@@ -158,7 +158,18 @@ async def test_two_sqlite_stores_share_one_file(tmp_path: Path) -> None:
 
 
 async def test_store_from_url_names_idempotency_schemes() -> None:
-    """The registry knows the idempotency kind with memory, sqlite, redis and rediss schemes."""
+    """The registry knows the idempotency kind with memory, sqlite, redis(s) and postgres(ql)."""
     from extapi_kit.stores import registered_schemes
 
-    assert registered_schemes("idempotency") == ["memory", "redis", "rediss", "sqlite"]
+    assert registered_schemes("idempotency") == [
+        "memory",
+        "postgres",
+        "postgresql",
+        "redis",
+        "redis+cluster",
+        "redis+sentinel",
+        "rediss",
+        "rediss+cluster",
+        "rediss+sentinel",
+        "sqlite",
+    ]

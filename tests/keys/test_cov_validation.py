@@ -24,15 +24,16 @@ def service() -> KeyService:
     [
         ({"name": "bell\x07key"}, "printable"),
         ({"name": "ok", "owner": "tenant\nB"}, "printable"),
-        ({"name": "ok", "grants": {"projects": []}}, "invalid ids in grant"),
-        ({"name": "ok", "grants": {"projects": ["x" * 129]}}, "invalid ids in grant"),
-        ({"name": "ok", "grants": {"projects": ["a\x00b"]}}, "invalid ids in grant"),
-        ({"name": "ok", "rate_limits": {"bad class!": "5/minute"}}, "rate-limit class"),
-        ({"name": "ok", "rate_limits": {"read": 5}}, "invalid rate"),
-        ({"name": "ok", "rate_limits": {"read": "lots"}}, "invalid rate"),
+        ({"name": "ok", "grants": {"projects": []}}, "grants.projects"),
+        ({"name": "ok", "grants": {"projects": ["x" * 129]}}, "grants.projects"),
+        ({"name": "ok", "grants": {"projects": ["a\x00b"]}}, "grants.projects"),
+        ({"name": "ok", "rate_limits": {"bad class!": "5/minute"}}, "rate_limits class"),
+        ({"name": "ok", "rate_limits": {"read": 5}}, "rate_limits.read"),
+        ({"name": "ok", "rate_limits": {"read": "lots"}}, "rate_limits.read: invalid rate"),
         ({"name": "ok", "metadata": ["not", "a", "mapping"]}, "must be a mapping"),
         ({"name": "ok", "metadata": {"blob": "x" * 17_000}}, "larger than"),
-        ({"name": "ok", "quota": {"when": object()}}, "JSON-serialisable"),
+        ({"name": "ok", "quota": {"when": object()}}, "quota.when"),
+        ({"name": "ok", "metadata": {"when": object()}}, "JSON-serialisable"),
     ],
 )
 async def test_invalid_key_settings_are_refused(

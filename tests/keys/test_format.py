@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from extapi_kit.keys.format import (
     BASE62,
     KEY_ID_LENGTH,
     SECRET_LENGTH,
+    contains_key,
     generate_key,
     generate_key_id,
     parse_key,
@@ -138,3 +140,28 @@ def test_parsed_repr_hides_secret() -> None:
     parsed = parse_key(key)
     assert parsed.secret not in repr(parsed)
     assert parsed.display_prefix in repr(parsed)
+
+
+wrappers = st.sampled_from(
+    ["{k}", "Bearer {k}", " {k} ", "{k};", "{k};x=1", "foo_{k}", "x{k}y", "[{k}]", "{k}abc"]
+)
+
+
+@given(prefix=prefixes, env=envs, wrap=wrappers, before=st.text(max_size=12))
+def test_contains_key_finds_a_key_in_any_wrapping(
+    prefix: str, env: str, wrap: str, before: str
+) -> None:
+    """A17: contains_key finds a key of any prefix wrapped in anything, percent-encoded or not."""
+    key = generate_key(prefix=prefix, env=env)
+    text = before + wrap.format(k=key)
+    assert contains_key(text)
+    assert contains_key(quote(text, safe=""))
+    assert contains_key(quote(quote(text, safe=""), safe=""))
+
+
+@given(st.text(alphabet=BASE62 + "_-. %;", max_size=300))
+def test_contains_key_ignores_text_without_a_valid_checksum(text: str) -> None:
+    """A17: text with no well-formed key (checksum included) is not taken for one."""
+    assert not contains_key(text.replace("_", "-"))  # a key needs its "_" separators
+    key = generate_key()
+    assert not contains_key(text + key[:-1] + ("A" if key[-1] != "A" else "B"))

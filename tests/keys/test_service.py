@@ -135,17 +135,19 @@ async def test_failed_attempt_throttle_stops_hash_work_but_not_cached_keys() -> 
     assert spy.verify_calls == 1
 
 
-async def test_wrong_secrets_for_one_key_id_are_throttled_per_key() -> None:
-    """Wrong secrets for a real key id stop costing hashes after the per-key limit (A4)."""
+async def test_wrong_secrets_for_one_key_id_are_throttled_per_source() -> None:
+    """Wrong secrets for a real key id stop costing hashes after the per-(IP, key id) limit (A4);
+    the holder on another IP is still verified (A16)."""
     svc, _, spy, _ = make_service(failures_per_ip=1000, failures_per_key=3)
     rec, key = await svc.create("target")
-    for i in range(3):
+    for _ in range(3):
         with pytest.raises(InvalidKeyError):
-            await svc.verify(forge(rec.display_prefix), client_ip=f"198.51.100.{i}")
+            await svc.verify(forge(rec.display_prefix), client_ip="198.51.100.1")
     calls = spy.verify_calls
     with pytest.raises(KeyThrottledError):
-        await svc.verify(key, client_ip="198.51.100.99")
+        await svc.verify(forge(rec.display_prefix), client_ip="198.51.100.1")
     assert spy.verify_calls == calls == 3
+    assert (await svc.verify(key, client_ip="198.51.100.99")).key_id == rec.id
 
 
 async def test_revoke_is_immediate_in_process_even_when_cached() -> None:

@@ -1,4 +1,4 @@
-"""The KeyStore contract, run against every built-in backend (memory, sqlite, redis)."""
+"""The KeyStore contract, run against every built-in backend (memory, sqlite, redis, postgresql)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def make(**over: object) -> KeyRecord:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[KeyStore]:
-    s: KeyStore = store_from_url("keys", store_url)
+async def store(any_contract_store_url: str) -> AsyncIterator[KeyStore]:
+    s: KeyStore = store_from_url("keys", any_contract_store_url)
     try:
         yield s
     finally:

@@ -279,7 +279,7 @@ async def test_store_holds_only_hashes() -> None:
         {"lock_timeout": "-1s"},
         {"max_key_length": 0},
         {"oversized_request": "drop"},
-        {"store": "postgres://x"},
+        {"store": "mysql://x"},
     ],
 )
 def test_bad_configuration_is_refused(options: dict[str, object]) -> None:

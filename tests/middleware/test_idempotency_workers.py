@@ -22,10 +22,12 @@ pytestmark = pytest.mark.anyio
 HEADERS = {"idempotency-key": KEY, "content-type": "application/json"}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/idem.db"
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     return str(request.getfixturevalue("redis_url"))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from limits import parse
 from limits.aio.strategies import (
@@ -10,9 +13,11 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 from limits.storage import storage_from_string
+from limits.storage.base import TimestampedSlidingWindow
 
 from extapi_kit.ratelimit import FlatMemoryStorage
 from extapi_kit.ratelimit._result import FIXED, MOVING, SLIDING
+from extapi_kit.ratelimit.memory import HEAP_SLACK
 from extapi_kit.testing import FakeClock
 
 LIMITERS = [FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter]
@@ -127,3 +132,80 @@ def test_reclaim_rearms_keys_still_alive() -> None:
     clock.advance(60)
     assert storage.reclaim() == 1
     assert len(storage) == 0
+
+
+@pytest.mark.anyio
+async def test_fixed_window_keys_through_limits_strategy_are_reclaimed() -> None:
+    """L12: keys hit through limits' FixedWindowRateLimiter (incr/get/get_expiry) are reclaimed,
+    so 10,000 expired keys plus 10,000 new ones leave 10,000 live entries, not 20,000."""
+    clock = FakeClock(1_000_000)
+    storage = FlatMemoryStorage(clock=clock)
+    limiter = FixedWindowRateLimiter(storage)
+    item = parse("5/minute")
+    for i in range(10_000):
+        assert await limiter.hit(item, f"old{i}")
+        await limiter.get_window_stats(item, f"old{i}")
+    assert len(storage) == 10_000
+    clock.advance(61)
+    for i in range(10_000):
+        assert await limiter.hit(item, f"new{i}")
+        await limiter.get_window_stats(item, f"new{i}")
+    assert len(storage) == 10_000
+    assert storage.heap_size <= 2 * 10_000 + 64
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limiter_cls", LIMITERS)
+async def test_clear_and_hit_churn_keeps_the_heap_bounded(limiter_cls: type) -> None:
+    """L12: hitting and clearing one key 10,000 times within its window leaves a heap bounded by
+    the live keys (cleared keys' expiry records do not pile up until they are due)."""
+    storage = FlatMemoryStorage(clock=FakeClock(1_000_000))
+    limiter = limiter_cls(storage)
+    item = parse("5/minute")
+    for _ in range(10_000):
+        assert await limiter.hit(item, "k")
+        await limiter.clear(item, "k")
+    assert len(storage) == 0
+    assert storage.heap_size <= 2 + HEAP_SLACK
+
+
+def _populated(clock: FakeClock) -> FlatMemoryStorage:
+    storage = FlatMemoryStorage(clock=clock)
+    for strategy in (FIXED, SLIDING, MOVING):
+        for _ in range(2):
+            assert storage.decide(strategy, [f"k{strategy}"], [(2, 60)], 1).allowed
+    return storage
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_storage_pickles_and_deep_copies_like_limits_memory(how: str) -> None:
+    """L12: like limits' memory storage, the storage survives pickle and deepcopy with its
+    counters, and the copy has its own lock and keeps deciding."""
+    clock = FakeClock(1_000_000)
+    storage = _populated(clock)
+    copy_ = pickle.loads(pickle.dumps(storage)) if how == "pickle" else copy.deepcopy(storage)
+    assert isinstance(copy_, FlatMemoryStorage)
+    assert len(copy_) == 3
+    for strategy in (FIXED, SLIDING, MOVING):
+        assert not copy_.decide(strategy, [f"k{strategy}"], [(2, 60)], 1).allowed
+    assert copy_.decide(FIXED, ["fresh"], [(2, 60)], 1).allowed
+    assert len(storage) == 3  # the original is untouched
+    copy_.clock.advance(200)  # type: ignore[attr-defined]
+    assert copy_.reclaim() == 4
+    assert len(copy_) == 0
+
+
+@pytest.mark.anyio
+async def test_carries_the_timestamped_sliding_window_marker() -> None:
+    """L12: the storage uses epoch-aligned sliding windows and says so with limits'
+    TimestampedSlidingWindow marker, so readers of the marker compute the right reset time."""
+    clock = FakeClock(1_000_030)
+    storage = FlatMemoryStorage(clock=clock)
+    assert isinstance(storage, TimestampedSlidingWindow)
+    assert await storage.acquire_sliding_window_entry("k", 5, 60)
+    _, _, current, current_expires_in = await storage.get_sliding_window("k", 60)
+    assert current == 1
+    # What a marker reader expects: the current window ends at the next multiple of 60 s.
+    assert current_expires_in % 60 == pytest.approx(60 - clock() % 60)
+    _, current_key = storage.sliding_window_keys("k", 60, clock())
+    assert current_key == f"k/{int(clock() // 60)}"

@@ -86,7 +86,9 @@ async def test_layers_are_optional(internal_app: Starlette, client_for: ClientFa
     layers = {name: _recorder(name, log) for name in LAYER_ORDER}
     with pytest.raises(ConfigurationError):
         _api(internal_app).build(layers=layers)
-    app = _api(internal_app).build(auth=False, body_limit=None, layers=layers)
+    app = _api(internal_app).build(
+        auth=False, body_limit=None, rate_limit_storage=None, audit_sink=None, layers=layers
+    )
     async with client_for(app) as c:
         assert (await c.get("/api/v1/projects/4")).status_code == 200
     assert [n for kind, n in log if kind == "init"] == ["ip_allowlist"]

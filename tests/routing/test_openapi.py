@@ -81,7 +81,10 @@ async def test_document_equals_reachable_set(internal_app: Starlette) -> None:
     doc = api.openapi("v1")
     listed = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
     declared = {
-        (m, r.template.replace(":int", "")) for r in api.router.routes_for("v1") for m in r.methods
+        (m, r.template.replace(":int", ""))
+        for r in api.router.routes_for("v1")
+        for m in r.methods
+        if r.include_in_schema  # the reference page's script and stylesheet are not API
     }
     assert listed == declared
     for path, item in doc["paths"].items():
@@ -143,6 +146,78 @@ async def test_served_openapi_and_docs_are_public(
         assert r.status_code == 200 and r.json() == api.openapi("v1")
         page = await c.get("/api/v1/docs")
         assert page.headers["content-type"].startswith("text/html")
-        assert "/api/v1/projects/{id}" in page.text and "<script" not in page.text
+        assert "<script src='docs/swagger-ui-bundle.js'>" in page.text
     match = api.router.matcher.match("/api/v1/openapi.json", "GET")[0]
     assert match.settings.public is True
+
+
+class Progress(BaseModel):
+    percent: int
+
+
+async def test_metadata_webhooks_and_declared_answers(client_for: ClientFactory) -> None:
+    """Z4: servers, contact and license as configured; info.version is the release (a version a
+    client package can carry); the event catalogue is the document's webhooks (schema and
+    version per type) and a public route; 204, SSE and page answers are declared."""
+    from extapi_kit.exceptions import ConfigurationError
+    from extapi_kit.routing import Page
+    from extapi_kit.webhooks import EventCatalogue
+
+    events = EventCatalogue()
+    events.register("item.created", "An item was created", schema=Item, version="3")
+    events.register("item.gone", "An item was removed")
+    api = ExternalAPI(
+        title="Sample",
+        version="2.1.0",
+        servers=["https://api.example.com", {"url": "http://127.0.0.1:8000", "description": "l"}],
+        contact={"name": "Team", "email": "api@example.com"},
+        license="Apache-2.0",
+        events=events,
+    )
+
+    async def nothing(req: HandlerRequest) -> None:
+        return None
+
+    async def page(req: HandlerRequest) -> Page[Item]:
+        return Page[Item](data=[Item(id=1, name="a")])
+
+    api.expose("DELETE", "/items/{id:int}", handler=nothing, status_code=204, public=True)
+    api.expose("GET", "/items", handler=page, response_model=Page[Item], public=True)
+    api.expose(
+        "GET", "/items/{id:int}/events", handler=nothing, public=True,
+        response_model=Progress, response_media_type="text/event-stream",
+    )  # fmt: skip
+    doc = api.openapi("v1")
+    assert doc["info"]["version"] == "2.1.0" and doc["info"]["x-api-version"] == "v1"
+    assert doc["info"]["contact"] == {"name": "Team", "email": "api@example.com"}
+    assert doc["info"]["license"] == {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+    assert doc["servers"][0] == {"url": "https://api.example.com"}
+    delete = doc["paths"]["/api/v1/items/{id}"]["delete"]
+    assert delete["operationId"] == "delete_api_v1_items_id"
+    assert "content" not in delete["responses"]["204"]
+    listed = doc["paths"]["/api/v1/items"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"] == {"$ref": "#/components/schemas/Page_Item"}
+    assert doc["components"]["schemas"]["Page_Item"]["properties"]["data"]["items"] == {
+        "$ref": "#/components/schemas/Item"
+    }
+    sse = doc["paths"]["/api/v1/items/{id}/events"]["get"]["responses"]["200"]["content"]
+    assert sse["text/event-stream"]["x-event-schema"] == {"$ref": "#/components/schemas/Progress"}
+    created = doc["webhooks"]["item.created"]["post"]
+    envelope = created["requestBody"]["content"]["application/json"]["schema"]
+    assert envelope["properties"]["version"] == {
+        "const": "3",
+        "description": "Payload version; bumped on a breaking change of data",
+    }
+    assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Item"}
+    assert {p["name"] for p in created["parameters"]} >= {"webhook-id", "webhook-signature"}
+    assert set(doc["webhooks"]) == {"item.created", "item.gone"}
+    async with client_for(api) as c:
+        served = (await c.get("/api/v1/webhooks/event-types")).json()["data"]
+    assert [(t["type"], t["version"]) for t in served] == [
+        ("item.created", "3"),
+        ("item.gone", "1"),
+    ]
+    assert served[0]["data_schema"]["properties"]["id"] == {"title": "Id", "type": "integer"}
+    for bad in ({"servers": [{"description": "no url"}]}, {"license": {"identifier": "MIT"}}):
+        with pytest.raises(ConfigurationError):
+            ExternalAPI(**bad)

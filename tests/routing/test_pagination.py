@@ -169,3 +169,61 @@ def test_keyset_sql_pages_through_sqlite() -> None:
 def test_page_envelope_shape() -> None:
     """The envelope serialises as {data, next_cursor, has_more}."""
     assert Page[int](data=[1]).model_dump() == {"data": [1], "next_cursor": None, "has_more": False}
+
+
+def test_cursor_bound_to_its_route_and_key() -> None:
+    """M8: a cursor made under one route (and key) is a 400 under another, even when the sort
+    and filters match; the same binding pages on."""
+    codec = CursorCodec(SECRET)
+    items = [{"id": i, "score": i} for i in range(10)]
+
+    def params(route: str, cursor: str | None = None) -> ListParams:
+        query = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+        return ListParams.from_query(query, sortable=["id"], route=route)
+
+    first = paginate(items, params("GET /a|key1"), codec)
+    assert first.next_cursor
+    for other in ("GET /b|key1", "GET /a|key2", ""):
+        with pytest.raises(ProblemError) as info:
+            paginate(items, params(other, first.next_cursor), codec)
+        assert info.value.problem.status == 400
+    assert [
+        it["id"] for it in paginate(items, params("GET /a|key1", first.next_cursor), codec).data
+    ] == [2, 3]
+
+
+@given(json_values, json_values, st.booleans())
+def test_any_signed_cursor_content_is_a_page_or_a_400(v: Any, last_id: Any, desc: bool) -> None:
+    """M8: whatever a validly signed cursor holds (a string where ids are ints, a list, null),
+    paginate and keyset_sql answer a page or a 400 problem, never another exception."""
+    codec = CursorCodec(SECRET)
+    items = [{"id": i, "score": i % 3} for i in range(6)]
+    query = {"limit": "2", "sort": ("-" if desc else "") + "score"}
+    binding = ListParams.from_query(query, sortable=["score"]).binding()
+    query["cursor"] = codec.encode({"v": v, "id": last_id, "b": binding})
+    params = ListParams.from_query(query, sortable=["score"])
+    try:
+        paginate(items, params, codec)
+    except ProblemError as exc:
+        assert exc.problem.status == 400
+    db = sqlite3.connect(":memory:")
+    db.execute('CREATE TABLE t ("id" INTEGER PRIMARY KEY, "score" INTEGER)')
+    try:
+        sql, args = keyset_sql(params, codec)
+        db.execute(f"SELECT * FROM t {sql}", args).fetchall()
+    except ProblemError as exc:
+        assert exc.problem.status == 400
+    finally:
+        db.close()
+
+
+def test_cursor_of_another_type_is_400() -> None:
+    """M8: a string-keyed cursor (a models list) on an int-keyed list is a 400, not a TypeError."""
+    codec = CursorCodec(SECRET)
+    models = [{"id": name} for name in ("flux", "mj6", "sdxl")]
+    assets = [{"id": i} for i in range(5)]
+    page = paginate(models, ListParams.from_query({"limit": "1"}), codec)
+    assert page.next_cursor
+    with pytest.raises(ProblemError) as info:
+        paginate(assets, ListParams.from_query({"limit": "1", "cursor": page.next_cursor}), codec)
+    assert info.value.problem.status == 400

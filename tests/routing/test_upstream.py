@@ -268,3 +268,19 @@ async def test_fixed_url_upstream(upstream: str, client_for: ClientFactory) -> N
         r = await c.get("/api/v1/status/echo/z", headers={"Authorization": "Bearer client"})
     assert r.status_code == 200
     assert "authorization" not in header_map(r.json())
+
+
+async def test_date_and_server_headers_are_not_duplicated(upstream: str) -> None:
+    """Issue 18 §6: through the proxy under uvicorn, a client gets one ``date`` and one
+    ``server`` header (the gateway's), not the tool's as well."""
+    proxy = UvicornThread(_api(upstream))
+    proxy.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            direct = await client.get(upstream + "/base/echo/x")
+            r = await client.get(proxy.url + "/api/v1/tools/crm/echo/x")
+    finally:
+        proxy.stop()
+    assert direct.headers.get_list("date") and direct.headers.get_list("server")  # tool sends both
+    assert r.status_code == 200
+    assert len(r.headers.get_list("date")) == 1 and len(r.headers.get_list("server")) == 1

@@ -27,8 +27,9 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, extra: list[str] | None = None) -> None:
         self.port = port or free_port()
+        self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.dir = tempfile.mkdtemp(prefix="extapi-redis-")
 
@@ -59,6 +60,7 @@ class RedisServer:
                 self.dir,
                 "--enable-debug-command",
                 "local",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

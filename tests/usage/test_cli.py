@@ -53,12 +53,33 @@ def test_usage_show_json_and_table(usage_url: str, capsys: pytest.CaptureFixture
     assert "--days" in capsys.readouterr().err
 
 
-def test_keys_usage_subcommand(usage_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """``add_keys_usage`` gives the keys group a ``usage ID`` command with the same output."""
+def test_keys_usage_subcommand(
+    usage_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``add_keys_usage`` gives the keys group a ``usage ID`` command with the same output, for
+    a key of the key store (issue 18 §5: an unknown id exits 1)."""
+    keys_url = f"sqlite:///{tmp_path}/keys.db"
+    monkeypatch.setenv("EXTAPI_KIT_STORE", keys_url)
+
+    async def create() -> str:
+        svc = KeyService(keys_url, hasher=HmacHasher("pepper-for-usage-cli-tests"))
+        record, _ = await svc.create("ci")
+        await svc.aclose()
+        tracker = UsageTracker(usage_url)
+        day = tracker.calendar.at(tracker.clock()).day
+        for _ in range(5):
+            tracker.record(record.id, "acme", day, "read", "served")
+        await tracker.aclose()
+        return record.id
+
+    key_id = asyncio.run(create())
     parser = argparse.ArgumentParser()
     keys = parser.add_subparsers().add_parser("keys").add_subparsers()
     add_keys_usage(keys)
-    args = parser.parse_args(["keys", "usage", "k1", "--days", "2", "--json"])
+    args = parser.parse_args(["keys", "usage", key_id, "--days", "2", "--json"])
     assert args.handler(args) == 0
     assert [d["read"] for d in json.loads(capsys.readouterr().out)["days"]] == [0, 5]
 
@@ -72,13 +93,13 @@ def test_set_quota_updates_the_key_record(
 
     async def create() -> str:
         svc = KeyService(keys_url, hasher=HmacHasher("pepper-for-usage-cli-tests"))
-        record, _ = await svc.create("ci", quota={"other": 1})
+        record, _ = await svc.create("ci", quota={"daily": 7})
         await svc.aclose()
         return record.id
 
     key_id = asyncio.run(create())
     assert cli.main(["usage", "set-quota", key_id, "--monthly", "1000", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["quota"] == {"other": 1, "monthly": 1000}
+    assert json.loads(capsys.readouterr().out)["quota"] == {"daily": 7, "monthly": 1000}
     assert cli.main(["usage", "set-quota", key_id, "--clear", "--daily", "5"]) == 0
     assert '"daily": 5' in capsys.readouterr().out
     assert cli.main(["usage", "set-quota", key_id]) == 1

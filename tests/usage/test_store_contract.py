@@ -1,4 +1,4 @@
-"""The UsageStore contract, run against memory, SQLite and Redis (``store_url``)."""
+"""The UsageStore contract, run against memory, SQLite, Redis, a Redis Cluster and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ TTL = 400 * 86400
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[UsageStore]:
-    s: UsageStore = store_from_url("usage", store_url)
+async def store(any_contract_store_url: str) -> AsyncIterator[UsageStore]:
+    s: UsageStore = store_from_url("usage", any_contract_store_url)
     try:
         yield s
     finally:
@@ -106,7 +106,18 @@ async def test_counters_survive_a_new_store_instance(durable_url: str) -> None:
 
 
 def test_registry_names_the_usage_schemes() -> None:
-    """The usage kind is registered for memory, sqlite, redis and rediss; others are refused."""
-    assert registered_schemes("usage") == ["memory", "redis", "rediss", "sqlite"]
+    """The usage kind is registered for memory, sqlite, redis(s), postgres(ql); others refused."""
+    assert registered_schemes("usage") == [
+        "memory",
+        "postgres",
+        "postgresql",
+        "redis",
+        "redis+cluster",
+        "redis+sentinel",
+        "rediss",
+        "rediss+cluster",
+        "rediss+sentinel",
+        "sqlite",
+    ]
     with pytest.raises(ConfigurationError, match="sqlite://"):
-        store_from_url("usage", "postgres://x")
+        store_from_url("usage", "mysql://x")

@@ -1,6 +1,7 @@
-"""A worker process for the cross-process tests: N requests through UsageMiddleware on Redis.
+"""A worker process for the cross-process tests: N requests through UsageMiddleware on Redis or
+PostgreSQL.
 
-Usage: ``python -m tests.usage.worker_proc REDIS_URL N QUOTA`` (the clock is fixed mid-November
+Usage: ``python -m tests.usage.worker_proc URL N QUOTA`` (the clock is fixed mid-November
 2026 so both processes share one quota period). Prints ``{"200": a, "429": b}`` as JSON.
 """
 
@@ -14,7 +15,9 @@ from collections import Counter
 
 from extapi_kit.context import Principal
 from extapi_kit.middleware.usage import UsageMiddleware
+from extapi_kit.stores import store_from_url
 from extapi_kit.testing import FakeClock
+from extapi_kit.usage.store import UsageStore
 from extapi_kit.usage.store_redis import RedisUsageStore
 from tests.usage.support import MID_NOVEMBER, client, ok_app, with_principals
 
@@ -24,7 +27,11 @@ async def main(url: str, n: int, quota: int) -> dict[str, int]:
     principal = Principal(key_id="shared", owner="acme", quota={"monthly": quota})
     # Closed on failure, with a generous timeout for a loaded 2-core box: a store error shows
     # up as a 503 (and fails the test) instead of admitting beyond the quota.
-    store = RedisUsageStore.from_url(url, socket_timeout=5.0)
+    store: UsageStore
+    if url.startswith("postgres"):
+        store = store_from_url("usage", url, statement_timeout=5.0, pool_timeout=5.0)
+    else:
+        store = RedisUsageStore.from_url(url, socket_timeout=5.0)
     mw = UsageMiddleware(
         ok_app,
         store=store,

@@ -1,4 +1,5 @@
-"""One contract for every WebhookStore backend (memory, sqlite, redis): endpoints, outbox."""
+"""One contract for every WebhookStore backend (memory, sqlite, redis, postgresql): endpoints,
+outbox."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[WebhookStore]:
-    s = webhook_store_from_url(store_url)
+async def store(any_contract_store_url: str) -> AsyncIterator[WebhookStore]:
+    s = webhook_store_from_url(any_contract_store_url)
     yield s
     await s.aclose()
 
@@ -46,10 +47,13 @@ async def _publish(store: WebhookStore, ep: Endpoint, n: int = 1, at: float = T0
 
 
 async def test_registry_names_every_backend() -> None:
-    """The webhooks kind is registered for memory, sqlite, redis and rediss; others are refused."""
+    """The webhooks kind is registered for memory, sqlite, redis, rediss and postgresql; others
+    are refused."""
     import extapi_kit.webhooks  # noqa: F401
 
-    assert {"memory", "sqlite", "redis", "rediss"} <= set(registered_schemes("webhooks"))
+    assert {"memory", "sqlite", "redis", "rediss", "postgresql"} <= set(
+        registered_schemes("webhooks")
+    )
     with pytest.raises(ConfigurationError):
         webhook_store_from_url("ftp://x")
 

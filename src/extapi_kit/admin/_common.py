@@ -11,7 +11,9 @@ from extapi_kit.admin.models import EndpointOut, KeyOut
 from extapi_kit.exceptions import (
     ConfigurationError,
     ConflictError,
+    InvalidCursorError,
     NotFoundError,
+    PermissionDeniedError,
     ProblemError,
     UnsafeURLError,
 )
@@ -37,7 +39,7 @@ def validation_problem(detail: str) -> ProblemError:
 
 
 def guarded(fn: HandlerFn) -> HandlerFn:
-    """Wrap a handler so service errors become problems (404, 409, 422) instead of 500s.
+    """Wrap a handler so service errors become problems (403, 404, 409, 422) instead of 500s.
 
     Args:
         fn: the handler.
@@ -51,6 +53,11 @@ def guarded(fn: HandlerFn) -> HandlerFn:
             raise ProblemError(PROBLEMS["not-found"], detail=str(exc)) from None
         except ConflictError as exc:
             raise ProblemError(CONFLICT, detail=str(exc)) from None
+        except PermissionDeniedError as exc:  # A14: never more than the calling key
+            raise ProblemError(PROBLEMS["forbidden"], detail=str(exc)) from None
+        except InvalidCursorError:
+            # Same answer as a list route's cursor, whatever the store (issue 15, M9).
+            raise ProblemError(PROBLEMS["bad-request"], detail="invalid cursor") from None
         except (ConfigurationError, UnsafeURLError) as exc:
             raise validation_problem(str(exc)) from None
 

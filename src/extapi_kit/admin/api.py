@@ -19,6 +19,7 @@ from extapi_kit.admin.keys_routes import add_key_routes
 from extapi_kit.admin.usage_routes import add_usage_routes
 from extapi_kit.admin.webhook_routes import add_webhook_routes
 from extapi_kit.audit.sink_base import AuditSink
+from extapi_kit.context import is_reserved_scope
 from extapi_kit.exceptions import ConfigurationError
 from extapi_kit.keys.service import KeyService
 from extapi_kit.routing.api import ExternalAPI
@@ -46,6 +47,12 @@ def _create(
 ) -> tuple[ExternalAPI, AuditAccess | None]:
     if not admin_scope:
         raise ConfigurationError("admin_scope must not be empty (the admin API is never public)")
+    if not is_reserved_scope(admin_scope):
+        # A14: a scope that '*' or 'x:*' could grant would let "full access" keys in.
+        raise ConfigurationError(
+            f"admin_scope {admin_scope!r} must be a reserved scope ('admin', 'admin:...' or one "
+            "with an 'admin' segment such as 'ops:admin'), which wildcards never grant"
+        )
     api = ExternalAPI(
         title=title,
         prefix=prefix,
@@ -91,7 +98,9 @@ def create_admin_api(
         usage: the :class:`~extapi_kit.usage.UsageTracker` whose counters ``/keys/{id}/usage``
             and ``/owners/{owner}/usage`` read (share the one your API stack counts with, or
             open one over the same store); None leaves those routes out.
-        admin_scope: the scope every admin route requires.
+        admin_scope: the scope every admin route requires; a reserved scope
+            (:func:`~extapi_kit.context.is_reserved_scope`), held only by name, never through
+            ``*`` or ``x:*``.
         prefix: the path prefix (``/admin`` gives ``/admin/v1/...``).
         title: the OpenAPI title.
         clock: returns epoch seconds (key status, the usage window).
@@ -198,5 +207,8 @@ def admin_app(
     layer = _find_audit_layer(stack)
     if access is not None and layer is not None:
         access.flush = layer.flush
-    page = ConsoleApp(api_base=f"{prefix}/v1", path=f"{prefix}/console") if console else None
+    page = None
+    if console:
+        hint = f"{keys.prefix}_{keys.default_env}_..."  # the keys this service issues
+        page = ConsoleApp(api_base=f"{prefix}/v1", path=f"{prefix}/console", key_hint=hint)
     return AdminApp(stack, console=page, api=api)

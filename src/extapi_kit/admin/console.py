@@ -25,9 +25,12 @@ CONSOLE_CSP = (
 _ASSETS = {
     "console.js": b"text/javascript; charset=utf-8",
     "console.css": b"text/css; charset=utf-8",
+    # Declared by the page, so the browser does not ask the site root for /favicon.ico.
+    "favicon.svg": b"image/svg+xml",
 }
 _API_PLACEHOLDER = "{{API_BASE}}"
 _PATH_PLACEHOLDER = "{{CONSOLE_PATH}}"
+_HINT_PLACEHOLDER = "{{KEY_HINT}}"
 
 
 def _read(name: str) -> bytes:
@@ -35,20 +38,29 @@ def _read(name: str) -> bytes:
 
 
 class ConsoleApp:
-    """Serve the console page at ``path`` and its assets at ``path/console.js|css``.
+    """Serve the console page at ``path`` and its assets at ``path/console.js|css|favicon.svg``.
 
     Args:
         api_base: the admin API base path the page calls (``"/admin/v1"``).
         path: where the page lives (``"/admin/console"``).
+        key_hint: the admin-key field's placeholder: the start of the keys this service
+            issues (``"xk_live_..."``).
     """
 
-    def __init__(self, *, api_base: str = "/admin/v1", path: str = "/admin/console") -> None:
+    def __init__(
+        self,
+        *,
+        api_base: str = "/admin/v1",
+        path: str = "/admin/console",
+        key_hint: str = "xk_live_...",
+    ) -> None:
         if not path.startswith("/") or path.endswith("/"):
             raise ConfigurationError(f"console path must start and not end with '/': {path!r}")
         self.path = path
         page = _read("console.html").decode("utf-8")
         page = page.replace(_API_PLACEHOLDER, html.escape(api_base, quote=True))
         page = page.replace(_PATH_PLACEHOLDER, html.escape(path, quote=True))
+        page = page.replace(_HINT_PLACEHOLDER, html.escape(key_hint, quote=True))
         self._files: dict[str, tuple[bytes, bytes]] = {
             path: (page.encode("utf-8"), b"text/html; charset=utf-8")
         }

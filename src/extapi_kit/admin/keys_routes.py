@@ -17,6 +17,8 @@ from extapi_kit.admin.models import (
     KeyUpdate,
     RotateRequest,
 )
+from extapi_kit.exceptions import PermissionDeniedError
+from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.service import KeyService
 from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.handlers import HandlerRequest
@@ -39,6 +41,12 @@ def add_key_routes(
         clock: returns epoch seconds (key status).
     """
     common: dict[str, Any] = {"scopes": scopes, "tags": _TAGS, "idempotent": False}
+
+    async def acting(req: HandlerRequest) -> KeyRecord:
+        # A14: whatever the admin API creates, changes or rotates stays within the calling key.
+        if req.principal is None:
+            raise PermissionDeniedError("the admin API needs the calling key")
+        return await keys.get(req.principal.key_id)
 
     @api.post(
         "/keys",
@@ -64,6 +72,7 @@ def add_key_routes(
             metadata=body.metadata,
             expires_at=epoch(body.expires_at),
             expires_in=body.expires_in,
+            within=await acting(req),
         )
         return KeyCreated(key=key_out(record, clock()), secret=secret)
 
@@ -108,7 +117,7 @@ def add_key_routes(
         for name in ("name", "description", "scopes"):
             if name in changes and changes[name] is None:
                 del changes[name]  # these cannot be "cleared"; null means "unchanged"
-        record = await keys.update(req.path_params["key_id"], **changes)
+        record = await keys.update(req.path_params["key_id"], within=await acting(req), **changes)
         return key_out(record, clock())
 
     @api.post(
@@ -123,7 +132,7 @@ def add_key_routes(
     async def rotate_key(req: HandlerRequest) -> KeyCreated:
         old_id = req.path_params["key_id"]
         grace = req.body.grace if req.body is not None else 0
-        record, secret = await keys.rotate(old_id, grace=grace)
+        record, secret = await keys.rotate(old_id, grace=grace, within=await acting(req))
         return KeyCreated(key=key_out(record, clock()), secret=secret, rotated_from=old_id)
 
     @api.post(

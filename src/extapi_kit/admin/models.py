@@ -3,15 +3,21 @@
 Response models name every field they return: a key's ``hash`` and an endpoint's signing secrets
 are not fields of any of them, so they cannot leak through a listing even by mistake (the
 handlers also never pass them). The plaintext key and a new webhook secret appear only in the
-one-time :class:`KeyCreated` and :class:`SecretOut` answers.
+one-time :class:`KeyCreated` and :class:`SecretOut` answers (``SecretOut`` and ``ONCE_WARNING``
+belong to the webhooks feature, which the self-service routes share; they are re-exported here).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from extapi_kit._units import check_timestamp, parse_duration
+from extapi_kit.keys._validation import SCOPE_RULE, parse_scopes
+from extapi_kit.webhooks._validation import ConcurrencyField, RateLimitField, URLField
+from extapi_kit.webhooks.api_models import ONCE_WARNING, SecretOut
 
 __all__ = [
     "MAX_USAGE_DAYS",
@@ -40,8 +46,6 @@ __all__ = [
     "UsageOut",
     "UsageQuery",
 ]
-
-ONCE_WARNING = "This secret is shown once and cannot be retrieved again; store it now."
 
 
 class _In(BaseModel):
@@ -83,6 +87,39 @@ class KeyCreated(BaseModel):
     rotated_from: str | None = None
 
 
+def _bounded_duration(value: str | float | None) -> str | float | None:
+    # ConfigurationError is a ValueError, so pydantic reports it on the field as a 422 (M7).
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+def _bounded_datetime(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # An aware datetime's timestamp() is a timedelta sum: it never overflows, even for year 1 at
+    # +14:00 or year 9999 at -12:00, which lie outside what the key listing can render.
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    check_timestamp(aware.timestamp(), "expires_at")
+    return value
+
+
+ExpiresIn = Annotated[str | float | None, AfterValidator(_bounded_duration)]
+ExpiresAt = Annotated[datetime | None, AfterValidator(_bounded_datetime)]
+
+
+def _scopes(value: list[str] | str) -> list[str]:
+    # The keys feature's one scope rule (issue 18 §4): a 422 naming the field, with the hint.
+    return list(parse_scopes(value))
+
+
+Scopes = Annotated[
+    list[str] | str,
+    AfterValidator(_scopes),
+    Field(description=f"a list, or one string; {SCOPE_RULE}"),
+]
+
+
 class KeyCreate(_In):
     """Body of ``POST /keys``."""
 
@@ -90,14 +127,14 @@ class KeyCreate(_In):
     env: str | None = None
     description: str = ""
     owner: str | None = None
-    scopes: list[str] = []
+    scopes: Scopes = []
     grants: dict[str, list[str]] | None = None
     rate_limits: dict[str, str] | None = None
     allowed_cidrs: list[str] | None = None
     quota: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    expires_at: datetime | None = None
-    expires_in: str | float | None = Field(None, description="seconds or '30d'")
+    expires_at: ExpiresAt = Field(None, description="up to 9999-12-31T23:59:59Z")
+    expires_in: ExpiresIn = Field(None, description="seconds or '30d'; at most 100 years")
 
 
 class KeyUpdate(_In):
@@ -106,13 +143,16 @@ class KeyUpdate(_In):
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = None
     owner: str | None = None
-    scopes: list[str] | None = None
+    scopes: Scopes | None = None
     grants: dict[str, list[str]] | None = None
     rate_limits: dict[str, str] | None = None
     allowed_cidrs: list[str] | None = None
     quota: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    expires_at: datetime | None = Field(None, description="null clears the expiry")
+    expires_at: ExpiresAt = Field(None, description="null clears the expiry")
+    expires_in: ExpiresIn = Field(
+        None, description="seconds or '30d' from now; at most 100 years; not with expires_at"
+    )
 
 
 class KeyListQuery(_In):
@@ -159,21 +199,14 @@ class EndpointCreated(BaseModel):
     warning: str = ONCE_WARNING
 
 
-class SecretOut(BaseModel):
-    """A rotated webhook signing secret, shown once."""
-
-    secret: str
-    warning: str = ONCE_WARNING
-
-
 class EndpointCreate(_In):
     """Body of ``POST /webhooks/endpoints``."""
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: URLField
     event_types: list[str] = []
     description: str = ""
-    rate_limit: float | None = Field(None, gt=0)
-    max_concurrency: int | None = Field(None, ge=1)
+    rate_limit: RateLimitField | None = None
+    max_concurrency: ConcurrencyField | None = None
     metadata: dict[str, str] | None = None
     owner: str | None = None
     grants: dict[str, list[str]] | None = Field(
@@ -187,12 +220,12 @@ class EndpointCreate(_In):
 class EndpointUpdate(_In):
     """Body of ``PATCH /webhooks/endpoints/{endpoint_id}``."""
 
-    url: str | None = Field(None, min_length=1, max_length=2000)
+    url: URLField | None = None
     event_types: list[str] | None = None
     description: str | None = None
     enabled: bool | None = None
-    rate_limit: float | None = Field(None, gt=0)
-    max_concurrency: int | None = Field(None, ge=1)
+    rate_limit: RateLimitField | None = None
+    max_concurrency: ConcurrencyField | None = None
     metadata: dict[str, str] | None = None
     grants: dict[str, list[str]] | None = Field(
         None, description="replace the endpoint's grants (null removes them)"

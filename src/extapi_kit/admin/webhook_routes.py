@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from extapi_kit._units import parse_duration
 from extapi_kit.admin._common import endpoint_out, epoch, guarded
@@ -16,12 +16,12 @@ from extapi_kit.admin.models import (
     EndpointOut,
     EndpointUpdate,
     ReplayFailed,
-    RotateRequest,
     SecretOut,
 )
 from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.handlers import HandlerRequest
 from extapi_kit.routing.pagination import Page
+from extapi_kit.webhooks._validation import check_grace
 
 if TYPE_CHECKING:
     from extapi_kit.webhooks.manage import WebhookManager
@@ -29,6 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["add_webhook_routes"]
 
 _TAGS = ("webhooks",)
+
+
+class SecretRotation(BaseModel):
+    """Body of a secret rotation: how long the old secrets keep signing (at most 30 days)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace: str | float = Field(0, description="seconds or '24h' (at most 30 days); 0 ends now")
+
+    @field_validator("grace")
+    @classmethod
+    def _bounded(cls, value: str | float) -> float:
+        # Parsed and bounded here so a 1e308 grace is a 422 naming the field (M10).
+        return check_grace(parse_duration(value))
 
 
 class TestOut(BaseModel):
@@ -54,6 +68,7 @@ class DeliveryOut(BaseModel):
     next_attempt_at: float
     created_at: float
     last_error: str | None = None
+    test: bool = Field(False, description="a test ping sent from the console or the CLI")
 
 
 class AttemptOut(BaseModel):
@@ -135,14 +150,15 @@ def add_webhook_routes(api: ExternalAPI, manager: WebhookManager, *, scopes: Seq
 
     @api.post(
         ep + "/rotate-secret",
-        request_model=RotateRequest,
+        request_model=SecretRotation,
         response_model=SecretOut,
         summary="Add a new signing secret; old ones keep signing for the grace period",
         **common,
     )
     @guarded
     async def rotate_secret(req: HandlerRequest) -> SecretOut:
-        grace = parse_duration(req.body.grace) if req.body.grace else 0.0
+        body: SecretRotation = req.body
+        grace = float(body.grace)  # a number once validated
         secret = await manager.rotate_secret(req.path_params["endpoint_id"], grace=grace)
         return SecretOut(secret=secret)
 

@@ -14,7 +14,7 @@ import anyio
 from starlette.requests import ClientDisconnect
 
 from extapi_kit._types import ASGIApp, Message, Receive, Scope, Send
-from extapi_kit.audit.record import AuditRecord
+from extapi_kit.audit.record import AuditRecord, redact_keys, redact_path
 from extapi_kit.context import RequestContext
 
 __all__ = ["CLIENT_CLOSED_REQUEST", "HTTPExchange", "Snapshot", "WebSocketExchange", "build_record"]
@@ -91,6 +91,9 @@ def build_record(snap: Snapshot, query: str, client_ip: str | None) -> AuditReco
         if name == b"user-agent":
             ua = bytes(value[:_MAX_USER_AGENT]).decode("latin-1")
             break
+    # A key pasted into the path or the user agent is redacted like one in the query (A17).
+    path = redact_path(path)
+    ua = redact_keys(ua)
     return AuditRecord(
         timestamp_us=ts_us,
         request_id=request_id,

@@ -3,7 +3,10 @@
 A record carries what the stack decided (principal, route, rate limit, idempotency, rejection)
 and what happened on the wire (status, bytes, latency, disconnects). It never carries a secret:
 only the key id and its public display prefix, no header values except ``User-Agent``, and the
-query string with sensitive parameter names redacted (case A10).
+query string with sensitive parameter names redacted (case A10). Whatever the name, a query
+parameter holding an API key is redacted too, as are path segments and a user agent holding one
+(A17): the detector is :func:`~extapi_kit.keys.format.contains_key`, the same one
+:class:`~extapi_kit.middleware.api_key.ApiKeyMiddleware` refuses query keys with.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from extapi_kit.keys.format import contains_key
+
 __all__ = [
     "DEFAULT_REDACTED_QUERY",
     "REDACTED",
     "AuditRecord",
     "QueryRedactor",
     "new_record_id",
+    "redact_keys",
+    "redact_path",
 ]
 
 REDACTED = "[REDACTED]"
@@ -36,6 +43,7 @@ DEFAULT_REDACTED_QUERY: tuple[str, ...] = (
     "key",
     "token",
     "access_token",
+    "authorization",
     "password",
     "secret",
     "signature",
@@ -81,11 +89,33 @@ class QueryRedactor:
         parts = []
         for part in text.split("&"):
             name, _, _value = part.partition("=")
-            if self.is_sensitive(unquote_plus(name)):
+            if contains_key(name):
+                parts.append(REDACTED)  # the key is the name itself (``?<key>`` or ``?<key>=1``)
+            elif self.is_sensitive(unquote_plus(name)) or contains_key(part):
                 parts.append(f"{name}={REDACTED}")
             else:
                 parts.append(part)
         return "&".join(parts)
+
+
+def redact_keys(text: str | None) -> str | None:
+    """Return ``text``, or ``[REDACTED]`` when it holds an API key (a user agent, say).
+
+    Args:
+        text: the value, or None.
+    """
+    return REDACTED if text is not None and contains_key(text) else text
+
+
+def redact_path(path: str) -> str:
+    """Return the path with every segment that holds an API key replaced by ``[REDACTED]``.
+
+    Args:
+        path: the request path (decoded, as in the ASGI scope).
+    """
+    if not contains_key(path):
+        return path
+    return "/".join(REDACTED if contains_key(seg) else seg for seg in path.split("/"))
 
 
 # Record ids: the hex nanosecond clock, then a random per-process prefix and a counter (cheaper

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from extapi_kit.audit.record import AuditRecord, to_epoch_us
-from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.exceptions import ConfigurationError, InvalidCursorError
 
 __all__ = [
     "DEFAULT_QUERY_LIMIT",
@@ -17,6 +18,9 @@ __all__ = [
     "QueryableSink",
     "TimeArg",
     "cutoff_us",
+    "invalid_cursor",
+    "split_cursor",
+    "split_stream_id",
 ]
 
 DEFAULT_QUERY_LIMIT = 100
@@ -172,18 +176,62 @@ def cutoff_us(older_than: datetime | timedelta | float, now: float) -> int:
     return round((now - float(seconds)) * 1_000_000)
 
 
+# Cursors are checked before any backend sees them: a malformed one is the same
+# InvalidCursorError (400 over HTTP) on every sink, never a backend error (issue 15, M9).
+_LOCAL_CURSOR_RE = re.compile(r"(-?[0-9]{1,19})\.([0-9]{1,19})", re.ASCII)
+_STREAM_ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
+_INT64 = 1 << 63
+_UINT64 = 1 << 64
+
+
+def invalid_cursor(cursor: str) -> InvalidCursorError:
+    """Return the error for a cursor that no sink of this kind produced.
+
+    Args:
+        cursor: the cursor as given (shown abbreviated, escaped by repr).
+    """
+    shown = cursor if len(cursor) <= 40 else cursor[:40] + "..."
+    return InvalidCursorError(f"invalid audit cursor: {shown!r}")
+
+
 def split_cursor(cursor: str | None) -> tuple[int, int] | None:
     """Decode a ``"<ts_us>.<seq>"`` cursor used by the memory and SQLite sinks.
 
     Args:
         cursor: the cursor, or None.
+
+    Raises:
+        InvalidCursorError: not such a cursor, or outside SQLite's 64-bit integers.
     """
     if cursor is None:
         return None
-    ts, sep, seq = cursor.partition(".")
-    if not sep or not ts.lstrip("-").isdigit() or not seq.isdigit():
-        raise ConfigurationError(f"invalid audit cursor: {cursor!r}")
-    return int(ts), int(seq)
+    match = _LOCAL_CURSOR_RE.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise invalid_cursor(str(cursor))
+    ts, seq = int(match[1]), int(match[2])
+    if not -_INT64 <= ts < _INT64 or seq >= _INT64:
+        raise invalid_cursor(cursor)
+    return ts, seq
+
+
+def split_stream_id(cursor: str | None) -> tuple[int, int] | None:
+    """Decode a Redis stream id cursor (``"<ms>-<seq>"``, both unsigned 64-bit).
+
+    Args:
+        cursor: the cursor, or None.
+
+    Raises:
+        InvalidCursorError: not a stream id.
+    """
+    if cursor is None:
+        return None
+    match = _STREAM_ID_RE.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise invalid_cursor(str(cursor))
+    ms, seq = int(match[1]), int(match[2])
+    if ms >= _UINT64 or seq >= _UINT64:
+        raise invalid_cursor(cursor)
+    return ms, seq
 
 
 class QueryableSink:
@@ -225,7 +273,8 @@ class QueryableSink:
             until=until,
             limit=limit,
         )
-        return await self._query(flt, cursor)
+        # An empty cursor is no cursor (the first page), as for list routes.
+        return await self._query(flt, cursor or None)
 
     async def _query(
         self, flt: AuditFilter, cursor: str | None

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from extapi_kit._types import Clock
 from extapi_kit.audit.record import AuditRecord
-from extapi_kit.audit.sink_base import AuditFilter, QueryableSink, cutoff_us
+from extapi_kit.audit.sink_base import AuditFilter, QueryableSink, cutoff_us, split_stream_id
 from extapi_kit.exceptions import ConfigurationError, StoreError
 from extapi_kit.stores._redis import redis_from_url, wrap_redis_error
 
@@ -106,14 +106,17 @@ class RedisSink(QueryableSink):
                     pipe.xtrim(self.stream, minid=str(max(min_id, 0)), approximate=True)
                 await pipe.execute()
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._client) from exc
 
     async def _query(
         self, flt: AuditFilter, cursor: str | None
     ) -> tuple[list[AuditRecord], str | None]:
         out: list[AuditRecord] = []
         last_id: str | None = None
-        upper = f"({cursor}" if cursor else "+"
+        after = split_stream_id(cursor)
+        if after == (0, 0):
+            return out, None  # nothing is older than the first possible id
+        upper = f"({after[0]}-{after[1]}" if after is not None else "+"
         try:
             while True:
                 entries = await self._client.xrevrange(
@@ -133,14 +136,14 @@ class RedisSink(QueryableSink):
         except StoreError:
             raise
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._client) from exc
 
     async def count(self) -> int:
         """Return the stream length."""
         try:
             return int(await self._client.xlen(self.stream))
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._client) from exc
 
     async def prune(self, older_than: datetime | timedelta | float) -> int:
         """Trim entries added before the cut-off (exact ``XTRIM MINID``); return how many.
@@ -152,7 +155,7 @@ class RedisSink(QueryableSink):
         try:
             return int(await self._client.xtrim(self.stream, minid=str(cut_ms)))
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._client) from exc
 
     async def ping(self) -> bool:
         """Return True when Redis answers PING."""

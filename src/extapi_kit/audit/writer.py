@@ -320,11 +320,14 @@ class AuditWriter:
     async def _spill(self, st: _SinkState, batch: list[AuditRecord]) -> None:
         try:
             await asyncio.to_thread(st.spill.append, batch)
-        except OSError:
+        except OSError as exc:  # unwritable, or refused as not ours (issue 15 G4)
             self.dropped += len(batch)
             telemetry.counter("extapi.audit.dropped", "Audit records dropped").add(len(batch))
             logger.error(
-                "audit spill file %s not writable: %d records lost", st.spill.path, len(batch)
+                "audit spill file %s not writable (%s): %d records lost",
+                st.spill.path,
+                exc.strerror or exc,
+                len(batch),
             )
             return
         st.pending = True
@@ -334,7 +337,14 @@ class AuditWriter:
     async def _resend(self, st: _SinkState, *, force: bool) -> bool:
         if not force and time.monotonic() < st.next_retry:
             return False
-        records = await asyncio.to_thread(st.spill.read)
+        try:
+            records = await asyncio.to_thread(st.spill.read)
+        except OSError as exc:
+            # A symlink or another user's file at the spill name is never re-sent into the sink
+            # (nor removed); delivery carries on without it (issue 15 G4).
+            logger.warning("audit spill file %s not re-sent (%s)", st.spill.path, exc.strerror)
+            st.pending = False
+            return True
         sent = 0
         try:
             while sent < len(records):

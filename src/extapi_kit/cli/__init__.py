@@ -1,4 +1,4 @@
-"""The ``extapi-kit`` command line: keys, webhooks, audit, demo server.
+"""The ``extapi-kit`` command line: keys, webhooks, audit, usage, db (PostgreSQL), demo server.
 
 Each command group lives in its own module exposing ``register(subparsers)``; every command takes
 ``--json`` where its output is data, and exits non-zero with a one-line message on bad input.
@@ -11,12 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from extapi_kit.cli._output import echo
 from extapi_kit.exceptions import ExtAPIKitError
 
 __all__ = ["main"]
 
 # Command groups, imported lazily so a missing optional part never breaks the others.
-_GROUPS = ("keys", "audit", "webhooks", "usage", "openapi", "demo")
+_GROUPS = ("keys", "audit", "webhooks", "usage", "db", "openapi", "demo", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="extapi-kit",
         description="Manage API keys, webhooks and the audit trail; run the demo server.",
     )
+    from extapi_kit import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     sub.required = True
     for name in _GROUPS:
@@ -53,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except ExtAPIKitError as exc:
-        print(f"extapi-kit: error: {exc}", file=sys.stderr)
+        echo(f"extapi-kit: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         return 130

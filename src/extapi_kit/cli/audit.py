@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from extapi_kit._units import parse_duration
+from extapi_kit.cli._output import echo, safe
+from extapi_kit.cli._progress import progress
+from extapi_kit.cli._stores import require_existing
 from extapi_kit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
@@ -62,7 +65,8 @@ async def _with_sink(url: str, action: Any) -> Any:
 
 
 def _row(rec: AuditRecord) -> list[str]:
-    return [
+    # Escaped before measuring, so the columns line up with what the terminal shows (M11).
+    cells = [
         rec.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         str(rec.status),
         rec.method,
@@ -72,15 +76,16 @@ def _row(rec: AuditRecord) -> list[str]:
         f"{rec.latency_ms:.1f}",
         rec.rejection or ("error" if rec.error else "-"),
     ]
+    return [safe(cell) for cell in cells]
 
 
 def _print_table(records: list[AuditRecord], next_cursor: str | None) -> None:
     rows = [list(_COLUMNS), *(_row(r) for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     if next_cursor:
-        print(f"(more: --cursor {next_cursor})")
+        echo(f"(more: --cursor {next_cursor})")
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -94,9 +99,22 @@ def _query(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "cursor": args.cursor,
     }
-    records, next_cursor = asyncio.run(
-        _with_sink(_store_url(args), lambda sink: sink.query(**kwargs))
-    )
+    url = require_existing(_store_url(args), "audit store")  # read-only: never create it
+
+    async def pages(sink: AuditSink) -> tuple[list[AuditRecord], str | None]:
+        records, cursor = await sink.query(**kwargs)
+        if not args.all:
+            return records, cursor
+        # Every page, --limit records at a time; a long trail shows progress on a terminal.
+        with progress("reading audit records", quiet=args.json) as shown:
+            shown.advance(len(records))
+            while cursor is not None:
+                page, cursor = await sink.query(**{**kwargs, "cursor": cursor})
+                records += page
+                shown.advance(len(page))
+        return records, None
+
+    records, next_cursor = asyncio.run(_with_sink(url, pages))
     if args.json:
         doc = {"records": [r.to_dict() for r in records], "next_cursor": next_cursor}
         print(json.dumps(doc, indent=2, default=str))
@@ -107,11 +125,18 @@ def _query(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     age = parse_duration(args.older_than)
-    deleted = asyncio.run(_with_sink(_store_url(args), lambda sink: sink.prune(age)))
+    url = require_existing(_store_url(args), "audit store")  # nothing to prune in no store
+
+    async def prune(sink: AuditSink) -> int:
+        # One statement, so no count to show while it runs: the line says it is running.
+        with progress(f"pruning audit records older than {args.older_than}", quiet=args.json):
+            return int(await sink.prune(age))
+
+    deleted = asyncio.run(_with_sink(url, prune))
     if args.json:
         print(json.dumps({"deleted": deleted}))
     else:
-        print(f"deleted {deleted} audit records older than {args.older_than}")
+        echo(f"deleted {deleted} audit records older than {args.older_than}")
     return 0
 
 
@@ -136,6 +161,9 @@ def register(subparsers: Any) -> None:
     q.add_argument("--until", help="before this time (ISO 8601 or an age)")
     q.add_argument("--limit", type=int, default=50, help="page size (default 50)")
     q.add_argument("--cursor", help="cursor printed with the previous page")
+    q.add_argument(
+        "--all", action="store_true", help="follow the cursors: every matching record, in pages"
+    )
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(handler=_query)
 

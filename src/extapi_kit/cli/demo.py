@@ -1,8 +1,8 @@
 """``extapi-kit demo``: run the bundled studio example on 127.0.0.1 with one command.
 
-The example lives in the repository (``examples/studio/``), not in the installed package: this
-command finds the checkout relative to this file (``src/extapi_kit/cli/demo.py`` -> repository
-root), puts it on ``sys.path`` and runs :func:`examples.studio.demo.run`.
+The example ships inside the package (``extapi_kit/examples/studio/``), so the command works from
+an installed wheel (``pip install "extapi-kit[server]"``) as well as from a checkout; this module
+only parses the arguments and hands them to :func:`extapi_kit.examples.studio.demo.run`.
 """
 
 from __future__ import annotations
@@ -10,38 +10,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-__all__ = ["find_examples", "register"]
+from extapi_kit.cli._output import echo
 
-_NOT_FOUND = (
-    "the demo needs the extapi_kit source checkout (examples/studio/ next to src/); it was not "
-    "found at {root}. Clone the repository and run `pip install -e .` from it, or run the "
-    "command from the checkout."
+__all__ = ["register"]
+
+_NO_SERVER = (
+    'the demo serves its app with uvicorn, which is not installed: pip install "extapi-kit[server]"'
 )
 
 
-def find_examples() -> Path | None:
-    """Return the repository root holding ``examples/studio/app.py``, or None."""
-    candidates = [Path(__file__).resolve().parents[3], Path.cwd()]
-    for root in candidates:
-        if (root / "examples" / "studio" / "app.py").is_file():
-            return root
-    return None
-
-
 def _run(args: argparse.Namespace) -> int:
-    root = find_examples()
-    if root is None:
-        print(
-            "extapi-kit: error: " + _NOT_FOUND.format(root=Path(__file__).resolve().parents[3]),
-            file=sys.stderr,
-        )
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        echo("extapi-kit: error: " + _NO_SERVER, file=sys.stderr)
         return 1
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from examples.studio.demo import run
+    from extapi_kit.examples.studio.demo import run
 
     return run(args)
 

@@ -23,6 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from extapi_kit.cli._output import echo, safe
+from extapi_kit.cli._progress import progress
+from extapi_kit.cli._stores import require_existing
 from extapi_kit.exceptions import ConfigurationError
 
 if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
@@ -30,9 +33,10 @@ if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts f
     from extapi_kit.keys.models import KeyRecord
     from extapi_kit.keys.service import KeyService
 
-__all__ = ["grant_args", "register"]
+__all__ = ["duration_arg", "grant_args", "key_id_arg", "quota_args", "register"]
 
 DEFAULT_STORE = "sqlite:///extapi-kit.db"
+_ID_HELP = "the key id, or the whole key (its id is derived; the secret is never printed)"
 _WARNING = "Store this key now: it is shown only once and cannot be recovered."
 
 
@@ -58,6 +62,69 @@ def grant_args(values: list[str] | None) -> dict[str, list[str]]:
     }
 
 
+def quota_args(values: list[str] | None) -> dict[str, Any]:
+    """Parse repeated ``--quota PERIOD=N`` options; the key service validates the result.
+
+    Args:
+        values: the option's values, or None.
+    """
+    out: dict[str, Any] = {}
+    for period, limit in _pairs(values, "quota").items():
+        # Whole numbers become ints; anything else is passed on for the service to refuse
+        # with a message naming quota.<period>.
+        out[period] = int(limit) if limit.isascii() and limit.isdigit() else limit
+    return out
+
+
+def duration_arg(value: str, option: str, *, allow_zero: bool = False) -> str:
+    """Refuse a duration option given as a bare number: ``--expires-in 30`` is 30 what?
+
+    A unit is required (``30d``, ``12h``, ``3600s``) because a bare number silently meant
+    seconds (issue 18 §5); ``0`` stays accepted where zero means "none" (``--grace 0``).
+
+    Args:
+        value: the option's text.
+        option: the option name, for the message.
+        allow_zero: accept a bare ``0``.
+    """
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return value  # has a unit (or is invalid: the service names the duration error)
+    if allow_zero and number == 0:
+        return value
+    raise ConfigurationError(
+        f"{option} {text[:20]!r}: a duration needs a unit, e.g. 30d, 12h or 3600s"
+    )
+
+
+def key_id_arg(value: str) -> str:
+    """Return the key id named by ``value``: a key id, or a whole key (its id is derived).
+
+    Anything else is refused without repeating it: a mistyped or truncated key still holds
+    most of a secret, and a message is copied to terminals, logs and tickets (issue 18 §5).
+
+    Args:
+        value: what the operator typed.
+    """
+    from extapi_kit.exceptions import InvalidKeyError
+    from extapi_kit.keys.format import is_key_id, parse_key
+
+    value = value.strip()
+    if is_key_id(value):
+        return value
+    try:
+        # Any prefix: the checksum, not the prefix, tells a key from noise.
+        return parse_key(value, prefix=value.partition("_")[0]).key_id
+    except (InvalidKeyError, ConfigurationError):
+        pass
+    raise ConfigurationError(
+        "not a key id (22 letters and digits) or a whole API key with a valid checksum"
+        " (the value is not repeated: it may hold a secret)"
+    )
+
+
 def _hasher(args: argparse.Namespace) -> Hasher:
     from extapi_kit.keys.hashing import Argon2Hasher, HmacHasher
 
@@ -69,10 +136,14 @@ def _hasher(args: argparse.Namespace) -> Hasher:
     return Argon2Hasher()
 
 
-def _service(args: argparse.Namespace, on_event: Any = None) -> KeyService:
+def _service(
+    args: argparse.Namespace, on_event: Any = None, *, read_only: bool = False
+) -> KeyService:
     from extapi_kit.keys.service import KeyService
 
     url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
+    if read_only:
+        require_existing(url, "key store")
     return KeyService(url, hasher=_hasher(args), prefix=args.prefix, on_event=on_event)
 
 
@@ -102,7 +173,7 @@ def _print_record(data: dict[str, Any]) -> None:
     for name, value in data.items():
         if isinstance(value, list | dict):
             value = json.dumps(value) if value else "-"
-        print(f"{name:20} {'-' if value is None else value}")
+        echo(f"{name:20} {'-' if value is None else value}")
 
 
 def _output(args: argparse.Namespace, data: dict[str, Any]) -> None:
@@ -116,9 +187,9 @@ def _print_created(args: argparse.Namespace, record: KeyRecord, key: str, now: f
     if args.json:
         print(json.dumps({"key": key, **record.public_dict(now)}, indent=2))
     else:
-        print(key)
-        print(f"key id {record.id} ({record.name}, env {record.env})", file=sys.stderr)
-    print(_WARNING, file=sys.stderr)
+        echo(key)
+        echo(f"key id {record.id} ({record.name}, env {record.env})", file=sys.stderr)
+    echo(_WARNING, file=sys.stderr)
 
 
 async def _create(svc: KeyService, args: argparse.Namespace) -> None:
@@ -131,7 +202,10 @@ async def _create(svc: KeyService, args: argparse.Namespace) -> None:
         grants=grant_args(args.grant),
         rate_limits=_pairs(args.rate_limit, "rate limit"),
         allowed_cidrs=args.cidrs,
-        expires_in=args.expires_in,
+        quota=quota_args(args.quota),
+        expires_in=None
+        if args.expires_in is None
+        else duration_arg(args.expires_in, "--expires-in"),
     )
     _print_created(args, record, key, time.time())
 
@@ -139,36 +213,39 @@ async def _create(svc: KeyService, args: argparse.Namespace) -> None:
 async def _list(svc: KeyService, args: argparse.Namespace) -> None:
     records: list[KeyRecord] = []
     cursor = None
-    while True:
-        page, cursor = await svc.list(
-            owner=args.owner, env=args.env, status=args.status, cursor=cursor, limit=500
-        )
-        records += page
-        if cursor is None:
-            break
+    with progress("listing keys", quiet=args.json) as shown:
+        while True:
+            page, cursor = await svc.list(
+                owner=args.owner, env=args.env, status=args.status, cursor=cursor, limit=500
+            )
+            records += page
+            shown.advance(len(page))
+            if cursor is None:
+                break
     records.sort(key=lambda r: (r.created_at, r.id))
     now = time.time()
     usage = await _usage(args, records)
     if args.json:
         print(json.dumps([{**r.public_dict(now), "usage": usage[r.id]} for r in records], indent=2))
         return
-    print(f"{'ID':24}{'NAME':20}{'ENV':8}{'STATUS':10}{'OWNER':14}{'TODAY':>8}{'MONTH':>9}  SCOPES")
+    echo(f"{'ID':24}{'NAME':20}{'ENV':8}{'STATUS':10}{'OWNER':14}{'TODAY':>8}{'MONTH':>9}  SCOPES")
     for r in records:
-        owner = r.owner or "-"
+        # Escaped before cutting to the column width, so the columns stay aligned (M11).
+        name, owner = safe(r.name), safe(r.owner or "-")
         u = usage[r.id]
         month = (
             f"{u['month']}/{u['quota']['monthly']['limit']}"
             if "monthly" in u.get("quota", {})
             else str(u["month"])
         )
-        print(
-            f"{r.id:24}{r.name[:19]:20}{r.env:8}{r.status(now):10}{owner[:13]:14}"
+        echo(
+            f"{r.id:24}{name[:19]:20}{r.env:8}{r.status(now):10}{owner[:13]:14}"
             f"{u['today']:>8}{month:>9}  {','.join(r.scopes)}"
         )
 
 
 async def _show(svc: KeyService, args: argparse.Namespace) -> None:
-    record = await svc.get(args.id)
+    record = await svc.get(key_id_arg(args.id))
     data = record.public_dict(time.time())
     data["usage"] = (await _usage(args, [record]))[record.id]
     _output(args, data)
@@ -185,31 +262,36 @@ async def _update(svc: KeyService, args: argparse.Namespace) -> None:
         changes["rate_limits"] = _pairs(args.rate_limit, "rate limit")
     if args.cidrs is not None:
         changes["allowed_cidrs"] = args.cidrs
+    if args.quota is not None:
+        changes["quota"] = quota_args(args.quota)
     if args.no_expiry:
         changes["expires_at"] = None
     elif args.expires_in is not None:
-        from extapi_kit._units import parse_duration
-
-        changes["expires_at"] = time.time() + parse_duration(args.expires_in)
+        # bounded by the service (M7)
+        changes["expires_in"] = duration_arg(args.expires_in, "--expires-in")
     if not changes:
         raise ConfigurationError("nothing to update: give at least one option")
-    data = (await svc.update(args.id, **changes)).public_dict(time.time())
+    data = (await svc.update(key_id_arg(args.id), **changes)).public_dict(time.time())
     _output(args, data)
 
 
 async def _rotate(svc: KeyService, args: argparse.Namespace) -> None:
-    record, key = await svc.rotate(args.id, grace=args.grace)
+    old_id = key_id_arg(args.id)
+    record, key = await svc.rotate(
+        old_id, grace=duration_arg(args.grace, "--grace", allow_zero=True)
+    )
     _print_created(args, record, key, time.time())
     if not args.json:
-        print(f"the old key {args.id} stays valid for {args.grace}", file=sys.stderr)
+        echo(f"the old key {old_id} stays valid for {args.grace}", file=sys.stderr)
 
 
 async def _revoke(svc: KeyService, args: argparse.Namespace) -> None:
-    data = (await svc.revoke(args.id)).public_dict(time.time())
+    key_id = key_id_arg(args.id)
+    data = (await svc.revoke(key_id)).public_dict(time.time())
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"revoked {args.id}")
+        echo(f"revoked {key_id}")
 
 
 def _webhook_url(args: argparse.Namespace) -> str | None:
@@ -217,12 +299,15 @@ def _webhook_url(args: argparse.Namespace) -> str | None:
     return str(url) if url else None
 
 
-def _handler(fn: Callable[[KeyService, argparse.Namespace], Awaitable[None]]) -> Any:
+def _handler(
+    fn: Callable[[KeyService, argparse.Namespace], Awaitable[None]], *, read_only: bool = False
+) -> Any:
     def run(args: argparse.Namespace) -> int:
         async def main() -> None:
             hooks = None
             on_event = None
-            url = _webhook_url(args)
+            # Read-only commands publish no event, so they open no webhook store either.
+            url = None if read_only else _webhook_url(args)
             if url:
                 # Key changes made here reach integrators like server-side ones: the event is
                 # written to the webhook store, and the server's dispatcher delivers it.
@@ -233,7 +318,7 @@ def _handler(fn: Callable[[KeyService, argparse.Namespace], Awaitable[None]]) ->
                 async def on_event(kind: str, record: KeyRecord) -> None:
                     await publish_event(store, kind, record.public_dict(time.time()))
 
-            svc = _service(args, on_event)
+            svc = _service(args, on_event, read_only=read_only)
             try:
                 await fn(svc, args)
             finally:
@@ -251,9 +336,13 @@ def _settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description")
     parser.add_argument("--owner", help="owner or tenant id")
     parser.add_argument(
-        "--scopes", help="comma-separated scopes, e.g. projects:read,projects:write"
+        "--scopes",
+        # The keys feature's one scope rule (parse_scopes), applied by the service (issue 18 §4).
+        help="lowercase scopes separated by commas or spaces, e.g. 'projects:read,projects:write'",
     )
-    parser.add_argument("--expires-in", help="e.g. 30d, 12h")
+    parser.add_argument(
+        "--expires-in", help="a duration with a unit: 30d, 12h, 3600s (a bare number is refused)"
+    )
     parser.add_argument(
         "--grant", action="append", help="TYPE=ID,ID (repeatable), e.g. projects=7,9"
     )
@@ -261,6 +350,11 @@ def _settings(parser: argparse.ArgumentParser) -> None:
         "--rate-limit", action="append", help="CLASS=RATE (repeatable), e.g. read=500/minute"
     )
     parser.add_argument("--cidrs", help="comma-separated networks the key may be used from")
+    parser.add_argument(
+        "--quota",
+        action="append",
+        help="PERIOD=N (repeatable; monthly or daily), e.g. monthly=10000",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -274,7 +368,13 @@ def register(subparsers: Any) -> None:
     common.add_argument(
         "--store", help=f"key store URL (default $EXTAPI_KIT_STORE or {DEFAULT_STORE})"
     )
-    common.add_argument("--hasher", choices=("argon2", "hmac"), default="argon2")
+    common.add_argument(
+        "--hasher",
+        choices=("argon2", "hmac"),
+        default="argon2",
+        help="how new secrets are hashed: argon2 (default) or hmac (pepper in $EXTAPI_KIT_PEPPER;"
+        " the server needs the same HmacHasher)",
+    )
     common.add_argument(
         "--webhook-store",
         help="publish api_key.* events to this webhook store (default $EXTAPI_KIT_WEBHOOK_STORE;"
@@ -284,12 +384,8 @@ def register(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="manage API keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     sub.required = True
-    from extapi_kit.cli.usage import add_keys_usage
-
-    add_keys_usage(sub)
-
     p = sub.add_parser("create", parents=[common], help="create a key (printed once)")
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help="a label for people, e.g. the client's name")
     p.add_argument("--env", default=None, help="environment segment (default live)")
     _settings(p)
     p.set_defaults(handler=_handler(_create))
@@ -305,18 +401,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--env")
     p.add_argument("--status", choices=("active", "rotating", "rotated", "expired", "revoked"))
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_handler(_list))
+    p.set_defaults(handler=_handler(_list, read_only=True))
 
     p = sub.add_parser(
         "show", parents=[common, usage], help="show one key and its usage (never its secret)"
     )
-    p.add_argument("id")
+    p.add_argument("id", help=_ID_HELP)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_handler(_show))
+    p.set_defaults(handler=_handler(_show, read_only=True))
 
     p = sub.add_parser("update", parents=[common], help="change a key's settings")
-    p.add_argument("id")
-    p.add_argument("--name")
+    p.add_argument("id", help=_ID_HELP)
+    p.add_argument("--name", help="a new label")
     p.add_argument("--no-expiry", action="store_true", help="remove the expiry")
     _settings(p)
     p.set_defaults(handler=_handler(_update))
@@ -324,12 +420,17 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser(
         "rotate", parents=[common], help="replace a key, keeping the old one for a grace period"
     )
-    p.add_argument("id")
+    p.add_argument("id", help=_ID_HELP)
     p.add_argument("--grace", default="0", help="how long the old key stays valid, e.g. 24h")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_handler(_rotate))
 
     p = sub.add_parser("revoke", parents=[common], help="revoke a key now")
-    p.add_argument("id")
+    p.add_argument("id", help=_ID_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_handler(_revoke))
+
+    # After the lifecycle commands, so `keys --help` reads create, list, show, ... usage.
+    from extapi_kit.cli.usage import add_keys_usage
+
+    add_keys_usage(sub)

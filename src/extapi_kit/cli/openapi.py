@@ -43,17 +43,8 @@ def _load_app(spec: str) -> ExternalAPI:
 
 
 def _studio_document(version: str) -> dict[str, Any]:
-    from extapi_kit.cli.demo import find_examples
-
-    root = find_examples()
-    if root is None:
-        raise ConfigurationError(
-            "the example platform is only in a source checkout; pass --app module:attribute"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from examples.studio.external import build_external_api
-    from examples.studio.internal import create_internal_app
+    from extapi_kit.examples.studio.external import build_external_api
+    from extapi_kit.examples.studio.internal import create_internal_app
 
     with tempfile.TemporaryDirectory() as tmp:
         internal = create_internal_app(os.path.join(tmp, "studio.db"))

@@ -16,10 +16,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from extapi_kit.cli._output import echo
+from extapi_kit.cli._stores import missing_sqlite_file, require_existing
 from extapi_kit.exceptions import ConfigurationError, ExtAPIKitError
 
 if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
@@ -70,12 +70,7 @@ def _usage_url(args: argparse.Namespace) -> str:
 
 def _absent(url: str) -> bool:
     # A SQLite file that does not exist holds no usage; reading must not create it.
-    if urlsplit(url).scheme.lower() != "sqlite":
-        return False
-    from extapi_kit.stores._sqlite import sqlite_path_from_url
-
-    path = sqlite_path_from_url(url)
-    return path != ":memory:" and not Path(path).exists()
+    return missing_sqlite_file(url) is not None
 
 
 async def _summaries(tracker: UsageTracker, records: Sequence[KeyRecord]) -> dict[str, Any]:
@@ -126,16 +121,37 @@ async def key_usage_summaries(url: str, records: Sequence[KeyRecord]) -> dict[st
     empty = UsageTracker("memory://")  # zeros, with the quota limits still shown
     out = await _summaries(empty, records)
     if failed is not None:
-        print(f"extapi-kit: warning: usage unavailable ({failed}); showing zeros", file=sys.stderr)
+        echo(f"extapi-kit: warning: usage unavailable ({failed}); showing zeros", file=sys.stderr)
         for entry in out.values():
             entry["available"] = False
     return out
 
 
+async def _known_key(args: argparse.Namespace) -> str:
+    """``keys usage ID``: the key must exist, like for every other ``keys`` command (exit 1)."""
+    from extapi_kit.cli.keys import key_id_arg
+    from extapi_kit.keys.service import KeyService
+
+    url = args.keys_store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
+    require_existing(url, "key store", "--keys-store")
+    svc = KeyService(url)
+    try:
+        return (await svc.get(key_id_arg(args.id))).id
+    finally:
+        await svc.aclose()
+
+
 async def _collect(args: argparse.Namespace) -> dict[str, Any]:
     from extapi_kit.usage import UsageTracker
 
-    tracker = UsageTracker(_usage_url(args))
+    url = _usage_url(args)
+    if args.key_view and not args.owner:
+        args.id = await _known_key(args)
+        if _absent(url):  # a key nobody used yet: zeros, as `keys show` reports them
+            url = "memory://"
+    else:
+        require_existing(url, "usage store")  # read-only: never create it (issue 18 §5)
+    tracker = UsageTracker(url)
     try:
         if args.owner:
             days = await tracker.get_owner_usage(args.id, args.days)
@@ -153,25 +169,25 @@ def _print_table(data: dict[str, Any]) -> None:
     days = data["days"]
     who = f"owner {data['owner']}" if "owner" in data else f"key {data['key_id']}"
     totals = [d["total"] for d in days]
-    print(f"usage of {who}, last {len(days)} days (UTC)")
-    print(f"  {sparkline(totals)}  max {max(totals, default=0)}/day")
-    print(
+    echo(f"usage of {who}, last {len(days)} days (UTC)")
+    echo(f"  {sparkline(totals)}  max {max(totals, default=0)}/day")
+    echo(
         f"{'date':10}  {'total':>7} {'read':>7} {'write':>7} {'served':>7} {'errors':>7}  rejected"
     )
     for d in days:
         if not d["total"] and not d["rejected"]:
             continue
         rejected = ", ".join(f"{k}={v}" for k, v in sorted(d["rejected"].items())) or "-"
-        print(
+        echo(
             f"{d['date']:10}  {d['total']:>7} {d['read']:>7} {d['write']:>7} "
             f"{d['served']:>7} {d['errors']:>7}  {rejected}"
         )
     m = data["month"]
-    print(f"month {m['month']}: {m['total']} requests ({m['served']} served)")
+    echo(f"month {m['month']}: {m['total']} requests ({m['served']} served)")
     for period, used in sorted(data.get("quota_used", {}).items()):
         if used:
             unit = "month" if period == "monthly" else "day"
-            print(f"quota charged this {unit}: {used}")
+            echo(f"quota charged this {unit}: {used}")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -216,18 +232,20 @@ def _set_quota_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"key {data['key_id']} quota: {json.dumps(data['quota']) if data['quota'] else '-'}")
+        echo(f"key {data['key_id']} quota: {json.dumps(data['quota']) if data['quota'] else '-'}")
     return 0
 
 
-def _add_show(sub: Any, name: str, help_text: str) -> None:
+def _add_show(sub: Any, name: str, help_text: str, *, key_view: bool = False) -> None:
     p = sub.add_parser(name, help=help_text)
     p.add_argument("id", help="the key id (or owner id with --owner)")
+    if key_view:
+        p.add_argument("--keys-store", help="key store URL (default $EXTAPI_KIT_STORE)")
     p.add_argument("--days", type=int, default=30, help="how many days (default 30)")
     p.add_argument("--owner", action="store_true", help="ID is an owner: totals of all its keys")
     p.add_argument("--store", help="usage store URL")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=_show)
+    p.set_defaults(handler=_show, key_view=key_view)
 
 
 def add_keys_usage(keys_subparsers: Any) -> None:
@@ -236,7 +254,7 @@ def add_keys_usage(keys_subparsers: Any) -> None:
     Args:
         keys_subparsers: the ``keys`` group's sub-parsers object.
     """
-    _add_show(keys_subparsers, "usage", "show a key's usage by day and month")
+    _add_show(keys_subparsers, "usage", "show a key's usage by day and month", key_view=True)
 
 
 def register(subparsers: Any) -> None:

@@ -19,8 +19,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from extapi_kit._units import parse_duration
+from extapi_kit.cli._output import echo
+from extapi_kit.cli._progress import progress
+from extapi_kit.cli._stores import require_existing
 from extapi_kit.cli.keys import grant_args
-from extapi_kit.exceptions import ConfigurationError
+from extapi_kit.exceptions import ConfigurationError, ExtAPIKitError
 
 if TYPE_CHECKING:  # loaded when a command runs, so `extapi-kit --help` starts fast
     from extapi_kit.webhooks.manage import WebhookManager
@@ -33,10 +36,14 @@ DEFAULT_STORE = "sqlite:///extapi-kit-webhooks.db"
 _WARNING = "Store this secret now: it is shown only once."
 
 
-def _store(args: argparse.Namespace) -> WebhookStore:
+def _store(args: argparse.Namespace, *, existing: bool = True) -> WebhookStore:
     from extapi_kit.webhooks.store import webhook_store_from_url
 
     url = args.store or os.environ.get("EXTAPI_KIT_WEBHOOK_STORE") or DEFAULT_STORE
+    if existing:
+        # Only `add` and `worker` may start a new store; the others read or change endpoints
+        # that must already be in one, and a typo must not create an empty one (issue 18 §5).
+        require_existing(url, "webhook store")
     return webhook_store_from_url(url)
 
 
@@ -52,11 +59,16 @@ def _since(value: str) -> float:
         raise ConfigurationError(f"invalid --since {value!r}: use 1h, 7d or an ISO time") from None
 
 
-def _run(args: argparse.Namespace, fn: Callable[[WebhookManager], Awaitable[int]]) -> int:
+def _run(
+    args: argparse.Namespace,
+    fn: Callable[[WebhookManager], Awaitable[int]],
+    *,
+    existing: bool = True,
+) -> int:
     from extapi_kit.webhooks.manage import WebhookManager
 
     async def main() -> int:
-        store = _store(args)
+        store = _store(args, existing=existing)
         try:
             manager = WebhookManager(store, allow_loopback=getattr(args, "allow_loopback", False))
             return await fn(manager)
@@ -66,13 +78,47 @@ def _run(args: argparse.Namespace, fn: Callable[[WebhookManager], Awaitable[int]
     return asyncio.run(main())
 
 
+_TIME_SUFFIXES = ("_at", "_since", "_until")
+_LOOPBACK_HINT = (
+    "for a receiver on this machine (tests, local demos; never production) add --allow-loopback"
+)
+_LOOPBACK_HELP = "allow 127.0.0.1/::1 receivers (tests, local demos; never production)"
 _GRANT_HELP = "only events about these resources: TYPE=ID,ID (repeatable), e.g. projects=7,9"
+
+
+def _iso_times(data: dict[str, Any]) -> dict[str, Any]:
+    """Epoch floats of the models as ISO 8601 UTC, the one format of every JSON output of the
+    CLI (``keys`` prints ``created_at`` so too; issue 18 §5)."""
+    from extapi_kit.keys.models import iso
+
+    for name, value in data.items():
+        if name.endswith(_TIME_SUFFIXES) and isinstance(value, int | float):
+            data[name] = iso(value)
+    return data
 
 
 def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
     data = e.model_dump(mode="json", exclude={"secrets"})
     data["secrets"] = len(e.secrets)  # how many, never the values
-    return data
+    return _iso_times(data)
+
+
+def _loopback_hint(exc: Exception, url: str) -> ConfigurationError | None:
+    """A URL refused only because it is loopback: say which option allows it."""
+    from extapi_kit.webhooks.ssrf import URLGuard, URLRejectedError
+
+    if not isinstance(exc, URLRejectedError) or exc.reason != "denied_address":
+        return None
+    try:
+        URLGuard(allow_loopback=True).check_syntax(url)
+    except ExtAPIKitError:
+        return None
+    return ConfigurationError(f"{exc}; {_LOOPBACK_HINT}")
+
+
+def _lines(*lines: str) -> None:
+    for line in lines:
+        echo(line)
 
 
 def _emit(args: argparse.Namespace, data: Any, table: Callable[[], None]) -> None:
@@ -82,20 +128,34 @@ def _emit(args: argparse.Namespace, data: Any, table: Callable[[], None]) -> Non
         table()
 
 
+def _check_flags(args: argparse.Namespace, *, zero_clears: bool = False) -> None:
+    """Bound numeric flags before any store is opened; the error names the flag (M10)."""
+    from extapi_kit.webhooks._validation import check_concurrency, check_rate_limit
+
+    if args.rate is not None and not (zero_clears and args.rate == 0):
+        check_rate_limit(args.rate, "--rate")
+    check_concurrency(getattr(args, "concurrency", None), "--concurrency")
+
+
 def _add(args: argparse.Namespace) -> int:
+    _check_flags(args)
+
     async def go(m: WebhookManager) -> int:
-        ep = await m.add_endpoint(
-            args.url, event_types=_types(args.events), description=args.description or "",
-            rate_limit=args.rate, max_concurrency=args.concurrency, owner=args.owner,
-            key_id=args.key_id, grants=grant_args(args.grant) if args.grant else None,
-        )  # fmt: skip
+        try:
+            ep = await m.add_endpoint(
+                args.url, event_types=_types(args.events), description=args.description or "",
+                rate_limit=args.rate, max_concurrency=args.concurrency, owner=args.owner,
+                key_id=args.key_id, grants=grant_args(args.grant) if args.grant else None,
+            )  # fmt: skip
+        except ExtAPIKitError as exc:
+            raise (_loopback_hint(exc, args.url) or exc) from None
         secret = ep.secrets[0].value
         _emit(args, {"secret": secret, **_endpoint_dict(ep)},
-              lambda: print(f"{ep.id}  {ep.url}\nsecret: {secret}"))  # fmt: skip
-        print(_WARNING, file=sys.stderr)
+              lambda: _lines(f"{ep.id}  {ep.url}", f"secret: {secret}"))  # fmt: skip
+        echo(_WARNING, file=sys.stderr)
         return 0
 
-    return _run(args, go)
+    return _run(args, go, existing=False)
 
 
 def _scope_text(e: Endpoint) -> str:
@@ -117,7 +177,7 @@ def _list(args: argparse.Namespace) -> int:
             for e in eps:
                 state = "enabled" if e.enabled else f"disabled ({e.disabled_reason})"
                 scope = _scope_text(e)
-                print(f"{e.id}  {e.url}  [{','.join(e.event_types) or '*'}]  {state}{scope}")
+                echo(f"{e.id}  {e.url}  [{','.join(e.event_types) or '*'}]  {state}{scope}")
 
         _emit(args, [_endpoint_dict(e) for e in eps], table)
         return 0
@@ -126,6 +186,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
+    _check_flags(args, zero_clears=True)
+
     async def go(m: WebhookManager) -> int:
         changes: dict[str, Any] = {}
         if args.url:
@@ -142,8 +204,11 @@ def _update(args: argparse.Namespace) -> int:
             changes["grants"] = grant_args(args.grant)
         elif args.clear_grants:
             changes["grants"] = None
-        ep = await m.update_endpoint(args.id, **changes)
-        _emit(args, _endpoint_dict(ep), lambda: print(f"updated {ep.id}"))
+        try:
+            ep = await m.update_endpoint(args.id, **changes)
+        except ExtAPIKitError as exc:
+            raise (_loopback_hint(exc, args.url or "") or exc) from None
+        _emit(args, _endpoint_dict(ep), lambda: echo(f"updated {ep.id}"))
         return 0
 
     return _run(args, go)
@@ -152,7 +217,7 @@ def _update(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     async def go(m: WebhookManager) -> int:
         await m.remove_endpoint(args.id)
-        print(f"removed {args.id}")
+        echo(f"removed {args.id}")
         return 0
 
     return _run(args, go)
@@ -164,8 +229,14 @@ def _test(args: argparse.Namespace) -> int:
         data = {"ok": r.ok, "status": r.status, "error": r.error, "duration": r.duration,
                 "response_excerpt": r.response_excerpt}  # fmt: skip
         outcome = f"HTTP {r.status}" if r.status else r.error
-        _emit(args, data, lambda: print(f"{'ok' if r.ok else 'FAILED'}: {outcome} "
+        _emit(args, data, lambda: echo(f"{'ok' if r.ok else 'FAILED'}: {outcome} "
                                          f"in {r.duration * 1000:.0f} ms"))  # fmt: skip
+        if r.error == "ssrf_blocked" and not args.allow_loopback:
+            echo(
+                "hint: the receiver's address is private, loopback or reserved, where webhooks"
+                f" are never sent; {_LOOPBACK_HINT}",
+                file=sys.stderr,
+            )
         return 0 if r.ok else 1
 
     return _run(args, go)
@@ -177,10 +248,11 @@ def _deliveries(args: argparse.Namespace) -> int:
 
         def table() -> None:
             for d in ds:
-                print(f"{d.id}  {d.endpoint_id}  {d.status.value:10} attempts={d.attempts}"
-                      f"  last_error={d.last_error or '-'}")  # fmt: skip
+                test = "  (test ping)" if d.test else ""
+                echo(f"{d.id}  {d.endpoint_id}  {d.status.value:10} attempts={d.attempts}"
+                      f"  last_error={d.last_error or '-'}{test}")  # fmt: skip
 
-        _emit(args, [d.model_dump(mode="json") for d in ds], table)
+        _emit(args, [_iso_times(d.model_dump(mode="json")) for d in ds], table)
         return 0
 
     return _run(args, go)
@@ -192,24 +264,39 @@ def _replay(args: argparse.Namespace) -> int:
             await m.replay_delivery(args.delivery)
             count = 1
         elif args.endpoint and args.since:
-            count = await m.replay_failed(args.endpoint, since=_since(args.since))
+            with progress("requeueing failed deliveries", quiet=args.json) as shown:
+                count = await m.replay_failed(
+                    args.endpoint, since=_since(args.since), on_progress=shown.update
+                )
         elif args.type and args.since and args.to:
-            count = await m.replay_events(args.type, since=_since(args.since), to_endpoint=args.to)
+            with progress("creating deliveries", quiet=args.json) as shown:
+                count = await m.replay_events(
+                    args.type, since=_since(args.since), to_endpoint=args.to,
+                    on_progress=shown.update,
+                )  # fmt: skip
         else:
             raise ConfigurationError(
                 "use --delivery ID, or --endpoint ID --since T, or --type T --since T --to ID"
             )
-        _emit(args, {"requeued": count}, lambda: print(f"requeued {count} deliveries"))
+        _emit(args, {"requeued": count}, lambda: echo(f"requeued {count} deliveries"))
         return 0
 
     return _run(args, go)
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    from extapi_kit.webhooks._validation import check_grace
+
+    try:
+        grace = check_grace(parse_duration(args.grace), "--grace")
+    except ConfigurationError as exc:
+        msg = str(exc)
+        raise ConfigurationError(msg if msg.startswith("--grace") else f"--grace: {msg}") from None
+
     async def go(m: WebhookManager) -> int:
-        secret = await m.rotate_secret(args.id, grace=parse_duration(args.grace))
-        _emit(args, {"id": args.id, "secret": secret}, lambda: print(f"secret: {secret}"))
-        print(_WARNING, file=sys.stderr)
+        secret = await m.rotate_secret(args.id, grace=grace)
+        _emit(args, {"id": args.id, "secret": secret}, lambda: echo(f"secret: {secret}"))
+        echo(_WARNING, file=sys.stderr)
         return 0
 
     return _run(args, go)
@@ -219,11 +306,11 @@ def _worker(args: argparse.Namespace) -> int:
     from extapi_kit.webhooks.dispatcher import WebhookDispatcher
 
     async def main() -> int:
-        store = _store(args)
+        store = _store(args, existing=False)
         dispatcher = WebhookDispatcher(
             store, concurrency=args.concurrency, allow_loopback=args.allow_loopback
         )
-        print(f"webhook worker {dispatcher.owner} running; SIGTERM to stop", file=sys.stderr)
+        echo(f"webhook worker {dispatcher.owner} running; SIGTERM to stop", file=sys.stderr)
         try:
             await dispatcher.run_forever()
         finally:
@@ -254,28 +341,30 @@ def register(subparsers: Any) -> None:
     p.add_argument("url")
     p.add_argument("--events", help="comma-separated event types (default: all)")
     p.add_argument("--description")
-    p.add_argument("--rate", type=float, help="max deliveries per second")
-    p.add_argument("--concurrency", type=int, help="max in-flight deliveries")
+    p.add_argument("--rate", type=float, help="max deliveries per second (0.001 to 1000)")
+    p.add_argument("--concurrency", type=int, help="max in-flight deliveries (1 to 1000)")
     p.add_argument("--owner", help="owner (tenant) id")
     p.add_argument("--key-id", help="the API key it belongs to (its grants apply too)")
     p.add_argument("--grant", action="append", help=_GRANT_HELP)
-    p.add_argument("--allow-loopback", action="store_true", help="allow 127.0.0.1 (local tests)")
+    p.add_argument("--allow-loopback", action="store_true", help=_LOOPBACK_HELP)
     cmd("list", _list, "list endpoints")
     p = cmd("update", _update, "change an endpoint")
     p.add_argument("id")
     p.add_argument("--url")
     p.add_argument("--events")
     p.add_argument("--description")
-    p.add_argument("--rate", type=float, help="max deliveries per second (0 = unlimited)")
+    p.add_argument(
+        "--rate", type=float, help="max deliveries per second (0.001 to 1000; 0 = unlimited)"
+    )
     p.add_argument("--grant", action="append", help=_GRANT_HELP + " (replaces all)")
     p.add_argument("--clear-grants", action="store_true", help="remove the endpoint's grants")
     p.add_argument("--enable", action="store_true")
     p.add_argument("--disable", action="store_true")
-    p.add_argument("--allow-loopback", action="store_true")
+    p.add_argument("--allow-loopback", action="store_true", help=_LOOPBACK_HELP)
     cmd("remove", _remove, "delete an endpoint").add_argument("id")
     p = cmd("test", _test, "send a signed ping and report the outcome")
     p.add_argument("id")
-    p.add_argument("--allow-loopback", action="store_true")
+    p.add_argument("--allow-loopback", action="store_true", help=_LOOPBACK_HELP)
     p = cmd("deliveries", _deliveries, "list deliveries")
     p.add_argument("--endpoint")
     p.add_argument("--status", choices=["pending", "delivering", "succeeded", "failed",
@@ -289,7 +378,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--to", help="endpoint id receiving the replayed events")
     p = cmd("rotate-secret", _rotate, "add a new secret; the old one signs during the grace")
     p.add_argument("id")
-    p.add_argument("--grace", default="24h")
+    p.add_argument("--grace", default="24h", help="e.g. 1h, 24h (default), at most 30d")
     p = cmd("worker", _worker, "run a dispatcher until SIGTERM/SIGINT")
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--allow-loopback", action="store_true")
+    p.add_argument("--allow-loopback", action="store_true", help=_LOOPBACK_HELP)

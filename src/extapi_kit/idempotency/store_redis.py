@@ -129,7 +129,7 @@ class RedisIdempotencyStore:
         return f"RedisIdempotencyStore(prefix={self._prefix!r})"
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await redis_call(fn)
+        return await redis_call(fn, self._redis)
 
     async def begin(self, key: str, fingerprint: str, *, now: float, lease: float) -> BeginResult:
         """Create an in-flight record unless a live one exists (one Lua call).

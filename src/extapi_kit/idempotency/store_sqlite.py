@@ -1,8 +1,9 @@
-"""SQLite idempotency store: one row per record, ``BEGIN IMMEDIATE`` for the atomic begin.
+"""SQLite idempotency store: one row per record, the statements shared with PostgreSQL.
 
-``BEGIN IMMEDIATE`` takes the database write lock before reading, so two processes (two uvicorn
-workers) racing on the same key serialise: exactly one inserts the in-flight row, the other sees
-it. WAL mode (set by :class:`~extapi_kit.stores._sqlite.SQLiteDatabase`) keeps readers unblocked.
+``begin`` runs the shared upsert (:mod:`extapi_kit.idempotency._sql`) and, when a live row holds
+the key, reads it, both inside one ``BEGIN IMMEDIATE`` transaction: two processes (two uvicorn
+workers) racing on the same key serialise, exactly one gets the token back, the other sees its row.
+WAL mode (set by :class:`~extapi_kit.stores._sqlite.SQLiteDatabase`) keeps readers unblocked.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from extapi_kit.idempotency._base import (
     BeginResult,
     IdempotencyRecord,
     StoredResponse,
-    decode_headers,
     encode_headers,
 )
+from extapi_kit.idempotency._sql import IdempotencySQL, row_to_record
 from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
 
 __all__ = ["SQLiteIdempotencyStore"]
@@ -41,29 +42,7 @@ CREATE TABLE IF NOT EXISTS extapi_idempotency (
 );
 CREATE INDEX IF NOT EXISTS extapi_idempotency_expiry ON extapi_idempotency (expires_at);
 """
-_SELECT = (
-    "SELECT state, fingerprint, token, created_at, expires_at, status, headers, body, truncated "
-    "FROM extapi_idempotency WHERE record_key = ?"
-)
-
-
-def _row_to_record(row: sqlite3.Row) -> IdempotencyRecord:
-    response = None
-    if row["state"] == COMPLETED:
-        response = StoredResponse(
-            status=int(row["status"]),
-            headers=decode_headers(row["headers"]),
-            body=bytes(row["body"] or b""),
-            truncated=bool(row["truncated"]),
-        )
-    return IdempotencyRecord(
-        state=COMPLETED if row["state"] == COMPLETED else IN_FLIGHT,
-        fingerprint=row["fingerprint"],
-        token=row["token"],
-        created_at=float(row["created_at"]),
-        expires_at=float(row["expires_at"]),
-        response=response,
-    )
+_SQL = IdempotencySQL("extapi_idempotency")
 
 
 class SQLiteIdempotencyStore:
@@ -113,15 +92,11 @@ class SQLiteIdempotencyStore:
         def _begin(c: sqlite3.Connection) -> BeginResult:
             c.execute("BEGIN IMMEDIATE")
             try:
-                row = c.execute(_SELECT, (key,)).fetchone()
-                if row is not None and float(row["expires_at"]) > now:
+                row = (key, IN_FLIGHT, fingerprint, token, now, now + lease)
+                if c.execute(_SQL.begin, row).fetchone() is None:
+                    existing = row_to_record(c.execute(_SQL.select, (key,)).fetchone())
                     c.execute("COMMIT")
-                    return BeginResult(acquired=False, existing=_row_to_record(row))
-                c.execute(
-                    "INSERT OR REPLACE INTO extapi_idempotency (record_key, state, fingerprint, "
-                    "token, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (key, IN_FLIGHT, fingerprint, token, now, now + lease),
-                )
+                    return BeginResult(acquired=False, existing=existing)
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
@@ -156,11 +131,7 @@ class SQLiteIdempotencyStore:
         )
 
         def _complete(c: sqlite3.Connection) -> int:
-            return c.execute(
-                "UPDATE extapi_idempotency SET state = ?, expires_at = ?, status = ?, headers = ?, "
-                "body = ?, truncated = ? WHERE record_key = ? AND token = ? AND state = ?",
-                params,
-            ).rowcount
+            return c.execute(_SQL.complete, params).rowcount
 
         changed: int = await self._run(_complete)
         return changed == 1
@@ -174,10 +145,7 @@ class SQLiteIdempotencyStore:
         """
 
         def _release(c: sqlite3.Connection) -> int:
-            return c.execute(
-                "DELETE FROM extapi_idempotency WHERE record_key = ? AND token = ? AND state = ?",
-                (key, token, IN_FLIGHT),
-            ).rowcount
+            return c.execute(_SQL.release, (key, token, IN_FLIGHT)).rowcount
 
         changed: int = await self._run(_release)
         return changed == 1
@@ -190,8 +158,8 @@ class SQLiteIdempotencyStore:
         """
 
         def _get(c: sqlite3.Connection) -> IdempotencyRecord | None:
-            row = c.execute(_SELECT, (key,)).fetchone()
-            return None if row is None else _row_to_record(row)
+            row = c.execute(_SQL.select, (key,)).fetchone()
+            return None if row is None else row_to_record(row)
 
         record: IdempotencyRecord | None = await self._run(_get)
         return record
@@ -205,9 +173,7 @@ class SQLiteIdempotencyStore:
         when = self._clock() if now is None else now
 
         def _prune(c: sqlite3.Connection) -> int:
-            return c.execute(
-                "DELETE FROM extapi_idempotency WHERE expires_at <= ?", (when,)
-            ).rowcount
+            return c.execute(_SQL.prune, (when,)).rowcount
 
         deleted: int = await self._run(_prune)
         return deleted

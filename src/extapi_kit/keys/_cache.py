@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -86,68 +87,143 @@ class PositiveCache:
 
 
 class FailureThrottle:
-    """Counts failed attempts per client IP and per key id in fixed windows (in-process).
+    """Failed attempts per source, per (source, key id) and per key id, in fixed windows.
 
-    Checked before any store lookup or hash work, so a flood of wrong secrets for a real key id, or
-    of random keys from one address, cannot keep the verifier threads busy (case A4).
+    A *source* is a client IP; IPv6 addresses count per /64 (one subscriber's prefix), and
+    requests without a known address share one source. Checked before any store lookup or hash
+    work (cases A4, A16):
+
+    - a source past ``per_ip`` failures, or past ``per_key`` failures for one key id, is refused;
+    - a key id whose failures from all sources reached ``key_budget`` has its hash work rationed:
+      only a source with no failure in the window (and no attempt in flight for that key id) is
+      still verified. So a flood cannot lock the holder out, and costs at most ``per_key`` hashes
+      per source plus one per fresh source per window.
+
+    Attempts in flight count toward the limits (so a concurrent burst cannot slip past them) and
+    become failures only when the key was refused; a store error is not a failure (A15).
     """
 
     def __init__(
-        self, *, per_ip: int, per_key: int, window: float, max_entries: int = 100_000
+        self,
+        *,
+        per_ip: int,
+        per_key: int,
+        window: float,
+        key_budget: int = 20,
+        max_entries: int = 100_000,
     ) -> None:
         self.per_ip = per_ip
         self.per_key = per_key
+        self.key_budget = key_budget
         self.window = window
         self.max_entries = max_entries
         self._counts: dict[str, tuple[float, int]] = {}
+        self._pending: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (
-            f"FailureThrottle(per_ip={self.per_ip}, per_key={self.per_key}, window={self.window})"
+            f"FailureThrottle(per_ip={self.per_ip}, per_key={self.per_key}, "
+            f"key_budget={self.key_budget}, window={self.window})"
         )
 
-    def _over(self, name: str, limit: int, now: float) -> float | None:
+    @staticmethod
+    def _names(client_ip: str | None, key_id: str | None) -> tuple[str, str | None, str | None]:
+        source = _source(client_ip)
+        if key_id is None:
+            return "i" + source, None, None
+        return "i" + source, f"p{source} {key_id}", "k" + key_id
+
+    def _count(self, name: str, now: float) -> tuple[int, float]:
+        """Return (failures in the current window, seconds until it ends)."""
         found = self._counts.get(name)
-        if found is None or limit <= 0:
-            return None
+        if found is None:
+            return 0, 0.0
         start, count = found
         if now >= start + self.window:
             del self._counts[name]
+            return 0, 0.0
+        return count, start + self.window - now
+
+    def _over(self, name: str, limit: int, now: float) -> float | None:
+        count, left = self._count(name, now)
+        pending = self._pending.get(name, 0)
+        if limit <= 0 or count + pending < limit:
             return None
-        return start + self.window - now if count >= limit else None
+        return left if count else 1.0
 
     def blocked(self, client_ip: str | None, key_id: str | None, now: float) -> float | None:
-        """Return seconds to wait when the IP or key id is over its limit, else None."""
-        waits = []
-        if client_ip is not None:
-            waits.append(self._over("i" + client_ip, self.per_ip, now))
-        if key_id is not None:
-            waits.append(self._over("k" + key_id, self.per_key, now))
+        """Return seconds the source should wait before trying this key id again, or None."""
+        ip_name, pair_name, key_name = self._names(client_ip, key_id)
+        waits = [self._over(ip_name, self.per_ip, now)]
+        if pair_name is not None and key_name is not None:
+            waits.append(self._over(pair_name, self.per_key, now))
+            if self._over(key_name, self.key_budget, now) is not None:
+                # Budget spent: only a clean source is still verified (A16).
+                ip_failures, left = self._count(ip_name, now)
+                if ip_failures:
+                    waits.append(left)
+                elif self._pending.get(pair_name, 0):
+                    waits.append(1.0)
         found = [w for w in waits if w is not None]
         return max(found) if found else None
 
-    def refund(self, client_ip: str | None, key_id: str | None) -> None:
-        """Take back one attempt counted in advance that turned out to succeed."""
-        for name in (
-            "i" + client_ip if client_ip is not None else None,
-            "k" + key_id if key_id is not None else None,
-        ):
-            found = self._counts.get(name) if name is not None else None
-            if name is not None and found is not None and found[1] > 0:
-                self._counts[name] = (found[0], found[1] - 1)
+    def begin(self, client_ip: str | None, key_id: str | None) -> None:
+        """Note an attempt in flight (it counts toward the limits until :meth:`end`)."""
+        for name in self._names(client_ip, key_id):
+            if name is not None:
+                self._pending[name] = self._pending.get(name, 0) + 1
 
-    def record(self, client_ip: str | None, key_id: str | None, now: float) -> None:
-        """Count one failed attempt."""
-        for name in (
-            "i" + client_ip if client_ip is not None else None,
-            "k" + key_id if key_id is not None else None,
-        ):
+    def end(
+        self, client_ip: str | None, key_id: str | None, now: float, *, failed: bool, hashed: bool
+    ) -> None:
+        """Close an attempt opened by :meth:`begin`; count it if the key was refused.
+
+        A failure always counts for the source; it counts for the key id (and for the source's
+        attempts on it) only when a hash was verified, the work those limits ration.
+        """
+        names = self._names(client_ip, key_id)
+        for name in names:
             if name is None:
                 continue
-            start, count = self._counts.get(name, (now, 0))
-            if now >= start + self.window:
-                start, count = now, 0
-            self._counts.pop(name, None)
-            while len(self._counts) >= self.max_entries:
-                del self._counts[next(iter(self._counts))]
-            self._counts[name] = (start, count + 1)
+            left = self._pending.get(name, 0) - 1
+            if left > 0:
+                self._pending[name] = left
+            else:
+                self._pending.pop(name, None)
+        if failed:
+            self._add(names[0], now)
+            if hashed:
+                for name in names[1:]:
+                    if name is not None:
+                        self._add(name, now)
+
+    def record(self, client_ip: str | None, key_id: str | None, now: float) -> None:
+        """Count one failed attempt (for the source, and for the key id when given)."""
+        for name in self._names(client_ip, key_id):
+            if name is not None:
+                self._add(name, now)
+
+    def _add(self, name: str, now: float) -> None:
+        start, count = self._counts.get(name, (now, 0))
+        if now >= start + self.window:
+            start, count = now, 0
+        self._counts.pop(name, None)
+        while len(self._counts) >= self.max_entries:
+            del self._counts[next(iter(self._counts))]
+        self._counts[name] = (start, count + 1)
+
+
+def _source(client_ip: str | None) -> str:
+    if client_ip is None:
+        return "-"
+    if ":" not in client_ip:
+        return client_ip
+    try:
+        addr = ipaddress.IPv6Address(client_ip)
+    except ValueError:
+        return client_ip
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    # One IPv6 subscriber usually holds a whole /64: counting per address would let it rotate
+    # through 2**64 "fresh" sources.
+    return str(ipaddress.IPv6Network((addr, 64), strict=False).network_address)

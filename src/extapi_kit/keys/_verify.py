@@ -1,10 +1,15 @@
 """The verify path of :class:`~extapi_kit.keys.service.KeyService`, cheapest checks first::
 
-    length/ascii -> positive cache (HMAC of the key) -> parse + checksum -> failed-attempt throttle
-    -> store lookup by key id -> hash verify in a worker thread -> status -> cache
+    length/ascii -> positive cache (HMAC of the key) -> parse + checksum -> shared in-flight verify
+    -> failed-attempt throttle -> store lookup by key id -> hash verify in a worker thread
+    -> status -> cache
 
 Malformed input never reaches the store or the hasher (A3). The cache comes before the throttle so
 a key that is already verified keeps working while someone floods wrong secrets for its id (A4).
+The throttle refuses failing *sources* (per IP, per IP and key id), never a key id for everyone:
+when a key id's failure budget is spent, a source without recent failures is still verified, so
+knowing a key id is not enough to lock its holder out (A16). Only refused keys count as failures;
+a store error is an outage, not an attempt (A15).
 For a known key id the hash is verified *before* its status is looked at, so a revoked or expired
 key costs the same as a live one with a wrong secret; unknown ids are not hashed at all, which is
 safe because ids carry 128 random bits (A2).
@@ -32,7 +37,7 @@ logger = logging.getLogger("extapi_kit.keys")
 
 
 class KeyThrottledError(InvalidKeyError):
-    """Too many failed attempts from this client or for this key id; retry later.
+    """Too many failed attempts from this client (in all, or for this key id); retry later.
 
     Args:
         retry_after: seconds until attempts are counted afresh.
@@ -77,9 +82,9 @@ class VerifyPath:
         """
         now = self._clock()
         if not isinstance(presented, str) or len(presented) > self.max_key_length:
-            self._fail("malformed", client_ip, None, now)
+            self._fail("malformed", client_ip, now)
         if not presented.isascii():
-            self._fail("malformed", client_ip, None, now)
+            self._fail("malformed", client_ip, now)
         digest = self._cache.digest(presented)
         entry = self._cache.get(digest, now)
         if entry is not None:
@@ -88,15 +93,16 @@ class VerifyPath:
         try:
             parsed = parse_key(presented, prefix=self.prefix, max_length=self.max_key_length)
         except InvalidKeyError:
-            self._fail("malformed", client_ip, None, now)
+            self._fail("malformed", client_ip, now)
+        # Concurrent verifies of the same presented key share one lookup and one hash; joining
+        # one costs nothing, so it comes before the throttle (a holder's burst is one attempt).
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
         wait = self._throttle.blocked(client_ip, parsed.key_id, now)
         if wait is not None:
             self._failures.add(1, {"reason": "throttled"})
             raise KeyThrottledError(wait)
-        # Concurrent verifies of the same presented key share one lookup and one hash.
-        pending = self._inflight.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
         future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
@@ -117,21 +123,33 @@ class VerifyPath:
     async def _verify_uncached(
         self, parsed: ParsedKey, digest: bytes, client_ip: str | None, now: float
     ) -> Principal:
-        # Count the attempt as failed *before* any work and refund it on success, so a burst of
-        # concurrent wrong keys cannot all pass the throttle check before the first one fails.
-        self._throttle.record(client_ip, parsed.key_id, now)
-        await self._ensure_watch()
-        generation = self._cache.generation
-        record = await self.store.get(parsed.key_id)
-        if record is None:
-            self._fail("unknown", client_ip, parsed.key_id, now, counted=True)
-        ok, new_hash = await self._verifier.verify(record.hash, parsed.body)
-        if not ok:
-            self._fail("mismatch", client_ip, parsed.key_id, now, counted=True)
-        now = self._clock()
-        if record.env != parsed.env or not record.is_valid(now):
-            self._fail(record.status(now), client_ip, parsed.key_id, now, counted=True)
-        self._throttle.refund(client_ip, parsed.key_id)
+        # The attempt counts toward the limits while in flight, so a burst of concurrent wrong
+        # keys cannot all pass the check before the first one fails. It becomes a failure only if
+        # the key is refused: a store error or timeout is not the client's fault (A15).
+        key_id = parsed.key_id
+        self._throttle.begin(client_ip, key_id)
+        failed = hashed = False
+        try:
+            await self._ensure_watch()
+            generation = self._cache.generation
+            record = await self.store.get(key_id)
+            if record is None:
+                self._reject("unknown", key_id)
+            hashed = True
+            ok, new_hash = await self._verifier.verify(record.hash, parsed.body)
+            if not ok:
+                self._reject("mismatch", key_id)
+            now = self._clock()
+            if record.env != parsed.env or not record.is_valid(now):
+                self._reject(record.status(now), key_id)
+        except InvalidKeyError:
+            failed = True
+            raise
+        except asyncio.CancelledError:
+            failed = hashed  # hash work was spent on it: count it like a refusal
+            raise
+        finally:
+            self._throttle.end(client_ip, key_id, self._clock(), failed=failed, hashed=hashed)
         if new_hash is not None:
             await self._rehash(record, new_hash)
             generation = self._cache.generation
@@ -145,17 +163,11 @@ class VerifyPath:
         self._note_used(record.id, now)
         return principal
 
-    def _fail(
-        self,
-        reason: str,
-        client_ip: str | None,
-        key_id: str | None,
-        now: float,
-        *,
-        counted: bool = False,
-    ) -> NoReturn:
-        if not counted:
-            self._throttle.record(client_ip, key_id, now)
+    def _fail(self, reason: str, client_ip: str | None, now: float) -> NoReturn:
+        self._throttle.record(client_ip, None, now)
+        self._reject(reason, None)
+
+    def _reject(self, reason: str, key_id: str | None) -> NoReturn:
         self._failures.add(1, {"reason": reason})
         logger.debug("API key rejected: %s (key id %s)", reason, key_id or "-")
         error = InvalidKeyError("invalid API key")

@@ -21,6 +21,7 @@ import re
 import secrets
 import zlib
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from extapi_kit.exceptions import ConfigurationError, InvalidKeyError
 
@@ -30,6 +31,7 @@ __all__ = [
     "KEY_ID_LENGTH",
     "SECRET_LENGTH",
     "ParsedKey",
+    "contains_key",
     "generate_key",
     "generate_key_id",
     "is_key_id",
@@ -54,6 +56,15 @@ _KEY_RE = re.compile(
     re.ASCII,
 )
 _KEY_ID_RE = re.compile(rf"{_B62}{{{KEY_ID_LENGTH}}}", re.ASCII)
+# Everything of a key after its prefix, found at every position (the lookahead lets candidates
+# overlap, so no junk before a key can hide it); the prefix is then tried at every length.
+_KEY_TAIL_RE = re.compile(
+    rf"(?=_[a-z0-9]{{1,16}}_{_B62}{{{KEY_ID_LENGTH}}}_{_B62}{{{SECRET_LENGTH}}}"
+    rf"({_B62}{{{CHECKSUM_LENGTH}}}))",
+    re.ASCII,
+)
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_MAX_DECODE_ROUNDS = 3
 
 
 def _b62(value: int, width: int) -> str:
@@ -128,6 +139,41 @@ class ParsedKey:
     def display_prefix(self) -> str:
         """The safe-to-show part: ``<prefix>_<env>_<key_id>``."""
         return f"{self.prefix}_{self.env}_{self.key_id}"
+
+
+def _holds_key(text: str) -> bool:
+    for m in _KEY_TAIL_RE.finditer(text):
+        start, checksum = m.start(), m.group(1)
+        tail = text[start : m.start(1)]
+        first = start
+        while first > 0 and start - first < 16 and text[first - 1] in _PREFIX_CHARS:
+            first -= 1
+        for p in range(first, start):
+            if hmac.compare_digest(_checksum(text[p:start] + tail), checksum):
+                return True
+    return False
+
+
+def contains_key(text: str) -> bool:
+    """Return whether ``text`` holds a well-formed API key of any prefix, anywhere in it.
+
+    The one detector behind both the refusal of keys in the query string and their redaction
+    in audit records, so the two cannot disagree (issue 15, A17). It finds a key wrapped in
+    anything (``Bearer <key>``, spaces, ``<key>;``, ``foo_<key>``) and behind up to three
+    rounds of percent-encoding; the checksum keeps random text from matching (about one in
+    2**32 candidates).
+
+    Args:
+        text: any text (a query string or part of one, a path, a header value).
+    """
+    for _ in range(_MAX_DECODE_ROUNDS + 1):
+        if _holds_key(text):
+            return True
+        decoded = unquote_plus(text, encoding="latin-1")
+        if decoded == text:
+            return False
+        text = decoded
+    return False
 
 
 def generate_key_id() -> str:

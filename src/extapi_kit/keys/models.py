@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from extapi_kit._units import MAX_TIMESTAMP
 from extapi_kit.context import Principal
 
 __all__ = ["KEY_STATUSES", "KeyRecord", "KeyStatus", "iso"]
 
 KeyStatus = Literal["active", "rotating", "rotated", "expired", "revoked"]
 KEY_STATUSES: tuple[str, ...] = ("active", "rotating", "rotated", "expired", "revoked")
+_MIN_TIMESTAMP = -62_135_596_800.0  # 0001-01-01T00:00:00Z
 
 
 def iso(ts: float | None) -> str | None:
@@ -22,8 +25,11 @@ def iso(ts: float | None) -> str | None:
     Args:
         ts: epoch seconds.
     """
-    if ts is None:
+    if ts is None or math.isnan(ts):
         return None
+    # New values are bounded on the way in (M7), but a record stored before that may hold 1e300
+    # or inf: clamp to what datetime can show rather than fail every listing that contains it.
+    ts = min(max(ts, _MIN_TIMESTAMP), MAX_TIMESTAMP)
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -55,6 +61,8 @@ class KeyRecord:
         rotated_to: id of the key that replaced this one.
         rotated_from: id of the key this one replaced.
         rotation_expires_at: end of the rotation grace period of a replaced key.
+        lineage_id: id of the first key of its rotation chain (None: this key's own id); set by
+            rotation and never changed, so idempotency records follow a rotated key (I6).
     """
 
     id: str
@@ -78,6 +86,12 @@ class KeyRecord:
     rotated_to: str | None = None
     rotated_from: str | None = None
     rotation_expires_at: float | None = None
+    lineage_id: str | None = None
+
+    @property
+    def lineage(self) -> str:
+        """The id of the first key of this key's rotation chain (its own id if never rotated)."""
+        return self.lineage_id or self.id
 
     def valid_until(self) -> float | None:
         """Return the time the key stops being valid (expiry or end of grace), or None."""
@@ -121,6 +135,7 @@ class KeyRecord:
             allowed_cidrs=tuple(self.allowed_cidrs),
             quota=dict(self.quota),
             metadata=dict(self.metadata),
+            lineage_id=self.lineage,
         )
 
     def to_dict(self, *, include_hash: bool = True) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from extapi_kit import telemetry
 from extapi_kit._types import Clock
-from extapi_kit._units import parse_duration
+from extapi_kit._units import check_timestamp, parse_duration
 from extapi_kit.context import Principal
 from extapi_kit.exceptions import ConfigurationError, ConflictError, NotFoundError
 from extapi_kit.keys import _validation as v
@@ -35,6 +35,7 @@ from extapi_kit.keys.format import (
 )
 from extapi_kit.keys.hashing import Argon2Hasher, Hasher, HashVerifier
 from extapi_kit.keys.models import KeyRecord
+from extapi_kit.keys.privilege import check_within
 from extapi_kit.keys.store import KeyStore
 from extapi_kit.stores import store_from_url
 
@@ -63,8 +64,12 @@ class KeyService(VerifyPath):
         cache_size: maximum cached keys.
         max_key_length: longer presented keys are refused before any work.
         verify_concurrency: worker threads that may hash at once.
-        failures_per_ip: failed attempts per client IP per window before 429.
-        failures_per_key: failed attempts per key id per window before 429.
+        failures_per_ip: failed attempts per client IP per window before that IP gets 429.
+        failures_per_key: failed attempts on one key id from one client IP per window before that
+            IP gets 429 for that key id. Other IPs are not affected (A16).
+        failure_budget_per_key: failed verifications of one key id from all IPs per window; past
+            it, only IPs with no failure in the window are still verified (the holder on a clean
+            IP always is), so a flood cannot buy unbounded hash work nor lock the key out.
         failure_window: the window, in seconds.
         last_used_interval: at most one ``last_used_at`` write per key per this many seconds.
         on_event: lifecycle callback ``(event, record)``, sync or async.
@@ -85,6 +90,7 @@ class KeyService(VerifyPath):
         verify_concurrency: int | None = None,
         failures_per_ip: int = 50,
         failures_per_key: int = 20,
+        failure_budget_per_key: int = 20,
         failure_window: float = 60.0,
         last_used_interval: float = 60.0,
         on_event: EventCallback | None = None,
@@ -104,7 +110,10 @@ class KeyService(VerifyPath):
         )
         self._cache = PositiveCache(ttl=cache_ttl, max_entries=cache_size)
         self._throttle = FailureThrottle(
-            per_ip=failures_per_ip, per_key=failures_per_key, window=failure_window
+            per_ip=failures_per_ip,
+            per_key=failures_per_key,
+            key_budget=failure_budget_per_key,
+            window=failure_window,
         )
         self._last_used_interval = last_used_interval
         self._last_touch: dict[str, float] = {}
@@ -140,6 +149,7 @@ class KeyService(VerifyPath):
         metadata: Mapping[str, Any] | None = None,
         expires_at: float | None = None,
         expires_in: float | str | None = None,
+        within: KeyRecord | None = None,
     ) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the plaintext key (shown once, never stored).
 
@@ -154,8 +164,14 @@ class KeyService(VerifyPath):
             allowed_cidrs: networks the key may be used from.
             quota: quota settings.
             metadata: free-form JSON-able data.
-            expires_at: absolute expiry (epoch seconds).
-            expires_in: relative expiry (seconds or ``"30d"``).
+            expires_at: absolute expiry (epoch seconds, up to 9999-12-31).
+            expires_in: relative expiry (seconds or ``"30d"``, at most 100 years).
+            within: the key acting, if any: the new key may not hold more scopes, grants,
+                networks or lifetime than it (:mod:`extapi_kit.keys.privilege`, A14).
+
+        Raises:
+            ConfigurationError: a value is invalid or out of range (nothing is stored).
+            PermissionDeniedError: the new key would exceed ``within`` (nothing is stored).
         """
         now = self._clock()
         env = validate_env(env or self.default_env)
@@ -178,10 +194,12 @@ class KeyService(VerifyPath):
             grants=v.check_grants(grants),
             rate_limits=v.check_rate_limits(rate_limits),
             allowed_cidrs=v.check_cidrs(allowed_cidrs),
-            quota=v.check_json(quota, "quota"),
+            quota=v.check_quota(quota),
             metadata=v.check_json(metadata, "metadata"),
             expires_at=_expiry(now, expires_at, expires_in),
         )
+        if within is not None:
+            check_within(within, record)
         await self.store.create(record)
         await self._emit("api_key.created", record)
         return record, plaintext
@@ -233,9 +251,11 @@ class KeyService(VerifyPath):
         grants: Mapping[str, Iterable[str]] | None = _UNSET,
         metadata: Mapping[str, Any] | None = _UNSET,
         expires_at: float | None = _UNSET,
+        expires_in: float | str | None = _UNSET,
         rate_limits: Mapping[str, str] | None = _UNSET,
         allowed_cidrs: Iterable[str] | str | None = _UNSET,
         quota: Mapping[str, Any] | None = _UNSET,
+        within: KeyRecord | None = None,
     ) -> KeyRecord:
         """Change a key's settings; only the arguments given are changed.
 
@@ -247,10 +267,16 @@ class KeyService(VerifyPath):
             scopes: new scopes (replaces).
             grants: new grants (replaces).
             metadata: new metadata (replaces).
-            expires_at: new expiry (None clears).
+            expires_at: new expiry, epoch seconds (None clears).
+            expires_in: new expiry relative to now (seconds or ``"30d"``; None: unchanged).
             rate_limits: new per-key limits (replaces).
             allowed_cidrs: new networks (replaces; empty = anywhere).
             quota: new quota settings (replaces).
+            within: the key acting, if any: the changed key may not hold more than it (A14).
+
+        Raises:
+            ConfigurationError: a value is invalid or out of range (nothing is stored).
+            PermissionDeniedError: the changed key would exceed ``within`` (nothing is stored).
         """
         record = await self.get(key_id)
         changes: dict[str, Any] = {}
@@ -268,20 +294,27 @@ class KeyService(VerifyPath):
             changes["grants"] = v.check_grants(grants)
         if metadata is not _UNSET:
             changes["metadata"] = v.check_json(metadata, "metadata")
-        if expires_at is not _UNSET:
+        if expires_in is not _UNSET and expires_in is not None:
+            given_at = None if expires_at is _UNSET else expires_at
+            changes["expires_at"] = _expiry(self._clock(), given_at, expires_in)
+        elif expires_at is not _UNSET:
             changes["expires_at"] = _expiry(self._clock(), expires_at, None)
         if rate_limits is not _UNSET:
             changes["rate_limits"] = v.check_rate_limits(rate_limits)
         if allowed_cidrs is not _UNSET:
             changes["allowed_cidrs"] = v.check_cidrs(allowed_cidrs)
         if quota is not _UNSET:
-            changes["quota"] = v.check_json(quota, "quota")
+            changes["quota"] = v.check_quota(quota)
         record = dataclasses.replace(record, updated_at=self._clock(), **changes)
+        if within is not None:
+            check_within(within, record)
         await self._save(record)
         await self._emit("api_key.updated", record)
         return record
 
-    async def rotate(self, key_id: str, *, grace: float | str = 0) -> tuple[KeyRecord, str]:
+    async def rotate(
+        self, key_id: str, *, grace: float | str = 0, within: KeyRecord | None = None
+    ) -> tuple[KeyRecord, str]:
         """Replace a key by a new one with the same settings; return the new record and key.
 
         The old key keeps working until ``grace`` has passed, never beyond its own expiry.
@@ -289,15 +322,20 @@ class KeyService(VerifyPath):
         Args:
             key_id: the key to replace.
             grace: how long the old key stays valid (seconds or ``"24h"``); 0 ends it now.
+            within: the key acting, if any: it may only rotate (and so receive the secret of) a
+                key that holds no more than it (A14).
 
         Raises:
             ConflictError: the key is revoked, expired or already rotated.
+            PermissionDeniedError: the key exceeds ``within``.
         """
         grace_s = parse_duration(grace)
         old = await self.get(key_id)
         now = self._clock()
         if old.rotated_to is not None or not old.is_valid(now):
             raise ConflictError(f"API key {key_id!r} is {old.status(now)}; it cannot be rotated")
+        if within is not None:
+            check_within(within, old)
         new_id = generate_key_id()
         plaintext = generate_key(prefix=self.prefix, env=old.env, key_id=new_id)
         parsed = parse_key(plaintext, prefix=self.prefix, max_length=self.max_key_length)
@@ -313,6 +351,7 @@ class KeyService(VerifyPath):
             rotated_to=None,
             rotated_from=old.id,
             rotation_expires_at=None,
+            lineage_id=old.lineage,  # I6: the successor keeps the chain's idempotency records
         )
         await self.store.create(new)
         end = now + grace_s
@@ -369,10 +408,10 @@ class KeyService(VerifyPath):
 def _expiry(now: float, expires_at: float | None, expires_in: float | str | None) -> float | None:
     if expires_at is not None and expires_in is not None:
         raise ConfigurationError("give expires_at or expires_in, not both")
+    # Both are bounded (M7): an unbounded expiry was stored and then broke every listing that
+    # rendered it as a date.
     if expires_in is not None:
-        return now + parse_duration(expires_in)
+        return check_timestamp(now + parse_duration(expires_in), "expires_at")
     if expires_at is not None:
-        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
-            raise ConfigurationError("expires_at must be epoch seconds")
-        return float(expires_at)
+        return check_timestamp(expires_at, "expires_at")
     return None

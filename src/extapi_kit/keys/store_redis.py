@@ -6,6 +6,11 @@ touch can never undo a revocation), ``<p>ids`` a sorted set of ids for listing. 
 published on ``<p>events``; ``watch()`` subscribes to it so every process drops cached entries of a
 revoked or changed key well within a second (case A6). When the subscription breaks, watchers are
 told to drop everything (``"*"``) and the listener reconnects.
+
+On a Redis Cluster (``redis+cluster://``) the id is a hash tag (``<p>key:{<id>}``,
+``<p>lu:{<id>}``), so a record and its last-used time share a slot (one ``MGET``, one script).
+Change events use classic pub/sub, which a cluster forwards to every node: the listener
+subscribes on any one node and moves to another when that node fails.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from extapi_kit.keys.store import (
     encode_cursor,
     filter_records,
 )
-from extapi_kit.stores._redis import redis_call, redis_from_url
+from extapi_kit.stores._redis import is_cluster, redis_call, redis_from_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -80,6 +85,7 @@ class RedisKeyStore:
         self._r = client
         self._url = url
         self._p = key_prefix
+        self._cluster = is_cluster(client)
         self.channel = f"{key_prefix}events"
         self._watchers = Watchers()
         self._listener: asyncio.Task[None] | None = None
@@ -101,7 +107,11 @@ class RedisKeyStore:
         return f"RedisKeyStore(prefix={self._p!r})"
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await redis_call(fn)
+        return await redis_call(fn, self._r)
+
+    def _k(self, kind: str, key_id: str) -> str:
+        # On a cluster the id is the hash tag: a record and its last-used time share a slot.
+        return f"{self._p}{kind}:{{{key_id}}}" if self._cluster else f"{self._p}{kind}:{key_id}"
 
     async def create(self, record: KeyRecord) -> None:
         """Insert a record.
@@ -110,7 +120,7 @@ class RedisKeyStore:
             record: the record.
         """
         ok = await self._call(
-            lambda: self._r.set(f"{self._p}key:{record.id}", _dump(record), nx=True)
+            lambda: self._r.set(self._k("key", record.id), _dump(record), nx=True)
         )
         if not ok:
             raise ConflictError(f"key {record.id} already exists")
@@ -123,7 +133,7 @@ class RedisKeyStore:
             key_id: the key id.
         """
         raw, lu = await self._call(
-            lambda: self._r.mget([f"{self._p}key:{key_id}", f"{self._p}lu:{key_id}"])
+            lambda: self._r.mget([self._k("key", key_id), self._k("lu", key_id)])
         )
         return _load(raw, lu)
 
@@ -158,8 +168,11 @@ class RedisKeyStore:
             if not ids:
                 break
             names = [i.decode() if isinstance(i, bytes) else i for i in ids]
-            keys = [f"{self._p}{kind}:{i}" for i in names for kind in ("key", "lu")]
-            raws: list[bytes | str | None] = await self._call(partial(self._r.mget, keys))
+            keys = [self._k(kind, i) for i in names for kind in ("key", "lu")]
+            # Many slots on a cluster: redis-py splits the MGET per node (not atomic; a listing
+            # never needed that).
+            mget: Any = self._r.mget_nonatomic if self._cluster else self._r.mget  # type: ignore[attr-defined]
+            raws: list[bytes | str | None] = await self._call(partial(mget, keys))
             batch = [_load(raws[2 * n], raws[2 * n + 1]) for n in range(len(names))]
             last = names[-1]
             records = [r for r in batch if r is not None]
@@ -174,7 +187,7 @@ class RedisKeyStore:
             record: the new state.
         """
         ok = await self._call(
-            lambda: self._r.set(f"{self._p}key:{record.id}", _dump(record), xx=True)
+            lambda: self._r.set(self._k("key", record.id), _dump(record), xx=True)
         )
         if not ok:
             raise NotFoundError(f"no key {record.id}")
@@ -188,7 +201,7 @@ class RedisKeyStore:
             key_id: the key id.
             when: epoch seconds.
         """
-        keys = [f"{self._p}key:{key_id}", f"{self._p}lu:{key_id}"]
+        keys = [self._k("key", key_id), self._k("lu", key_id)]
         await self._call(lambda: self._r.eval(_TOUCH, 2, *keys, repr(when)))
 
     async def watch(self, callback: InvalidationCallback) -> None:
@@ -210,10 +223,14 @@ class RedisKeyStore:
 
     async def _listen(self) -> None:
         broken = False
+        attempt = 0
         while not self._closed:
-            sub = redis_from_url(self._url, socket_timeout=5.0)
-            pubsub = sub.pubsub()
+            sub: Redis | None = None
+            pubsub: Any = None
             try:
+                sub = await self._subscriber(attempt)
+                attempt += 1
+                pubsub = sub.pubsub()
                 await pubsub.subscribe(self.channel)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
@@ -237,8 +254,27 @@ class RedisKeyStore:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-                    await sub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                    if sub is not None:
+                        await sub.aclose()
+
+    async def _subscriber(self, attempt: int) -> Redis:
+        if not self._cluster:
+            return redis_from_url(self._url, socket_timeout=5.0)
+        # Classic PUBLISH reaches every node of a cluster, so any node will do; take the next
+        # known one after each failure (the slot map, refreshed after a failover, lists them).
+        from redis.asyncio import ConnectionPool
+        from redis.asyncio import Redis as PlainRedis
+
+        cluster: Any = self._r
+        await cluster.initialize()
+        nodes = cluster.get_nodes()
+        node = nodes[attempt % len(nodes)]
+        kwargs = dict(node.connection_kwargs)
+        kwargs["socket_timeout"] = 5.0
+        pool = ConnectionPool(connection_class=node.connection_class, max_connections=2, **kwargs)
+        return PlainRedis(connection_pool=pool)
 
     async def ping(self) -> bool:
         """Return whether Redis answers."""

@@ -7,12 +7,12 @@ out (default 10 s). Only hashes are stored, never secrets.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from typing import Any
 
 from extapi_kit.exceptions import ConfigurationError, ConflictError, NotFoundError
+from extapi_kit.keys._sql import KeySQL, row_to_record
 from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.store import (
     InvalidationCallback,
@@ -29,18 +29,6 @@ __all__ = ["SQLiteKeyStore"]
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def _row_to_record(row: sqlite3.Row) -> KeyRecord:
-    data = json.loads(row["data"])
-    data["last_used_at"] = row["last_used_at"]
-    return KeyRecord.from_dict(data)
-
-
-def _data(record: KeyRecord) -> str:
-    data = record.to_dict()
-    data["last_used_at"] = None  # owned by the column, written only by touch()
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)
-
-
 class SQLiteKeyStore:
     """A :class:`~extapi_kit.keys.store.KeyStore` in a SQLite file.
 
@@ -54,6 +42,7 @@ class SQLiteKeyStore:
         if not _TABLE_RE.fullmatch(table):
             raise ConfigurationError(f"invalid table name {table!r}")
         self._t = table
+        self._sql = KeySQL(table)
         self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
         self._ready = False
         self._watchers = Watchers()
@@ -89,10 +78,7 @@ class SQLiteKeyStore:
 
         def _do(conn: sqlite3.Connection) -> int:
             self._schema(conn)
-            sql = f"INSERT OR IGNORE INTO {self._t} (id, owner, env, last_used_at, data) "
-            sql += "VALUES (?, ?, ?, ?, ?)"
-            row = (record.id, record.owner, record.env, record.last_used_at, _data(record))
-            return conn.execute(sql, row).rowcount
+            return conn.execute(self._sql.insert, KeySQL.row(record)).rowcount
 
         if await self._db.run(_do) == 0:
             raise ConflictError(f"key {record.id} already exists")
@@ -106,12 +92,11 @@ class SQLiteKeyStore:
 
         def _do(conn: sqlite3.Connection) -> sqlite3.Row | None:
             self._schema(conn)
-            sql = f"SELECT last_used_at, data FROM {self._t} WHERE id = ?"
-            row: sqlite3.Row | None = conn.execute(sql, (key_id,)).fetchone()
+            row: sqlite3.Row | None = conn.execute(self._sql.get, (key_id,)).fetchone()
             return row
 
         row = await self._db.run(_do)
-        return None if row is None else _row_to_record(row)
+        return None if row is None else row_to_record(row)
 
     async def list(
         self,
@@ -141,18 +126,11 @@ class SQLiteKeyStore:
             found: list[KeyRecord] = []
             last = after
             while len(found) <= limit:
-                sql = f"SELECT last_used_at, data FROM {self._t} WHERE id > ?"
-                params: list[Any] = [last]
-                if owner is not None:
-                    sql += " AND owner = ?"
-                    params.append(owner)
-                if env is not None:
-                    sql += " AND env = ?"
-                    params.append(env)
-                rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, 200)).fetchall()
+                sql, params = self._sql.page(last, owner, env)
+                rows = conn.execute(sql, params).fetchall()
                 if not rows:
                     break
-                batch = [_row_to_record(r) for r in rows]
+                batch = [row_to_record(r) for r in rows]
                 last = batch[-1].id
                 found += filter_records(batch, owner=None, env=None, status=status, now=now)
             return found
@@ -170,8 +148,7 @@ class SQLiteKeyStore:
 
         def _do(conn: sqlite3.Connection) -> int:
             self._schema(conn)
-            sql = f"UPDATE {self._t} SET owner = ?, env = ?, data = ? WHERE id = ?"
-            return conn.execute(sql, (record.owner, record.env, _data(record), record.id)).rowcount
+            return conn.execute(self._sql.update, KeySQL.update_params(record)).rowcount
 
         if await self._db.run(_do) == 0:
             raise NotFoundError(f"no key {record.id}")
@@ -187,9 +164,7 @@ class SQLiteKeyStore:
 
         def _do(conn: sqlite3.Connection) -> None:
             self._schema(conn)
-            sql = f"UPDATE {self._t} SET last_used_at = ? WHERE id = ? "
-            sql += "AND (last_used_at IS NULL OR last_used_at < ?)"
-            conn.execute(sql, (when, key_id, when))
+            conn.execute(self._sql.touch, (when, key_id, when))
 
         await self._db.run(_do)
 

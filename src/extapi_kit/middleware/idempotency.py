@@ -4,8 +4,10 @@ Semantics follow draft-ietf-httpapi-idempotency-key-header-07 (400 when a requir
 missing, 422 when a key is reused with another payload, 409 while the first request is still in
 flight) and Stripe's practice (keys up to 255 characters, the result stored once execution began,
 including 5xx, retained for 24 hours). Records are scoped by (principal, method, route) so one
-tenant never sees another's response (case Z3). The store failing means the write is refused with
-503, never executed without protection (DESIGN §6, fail closed). See ``docs/idempotency.md``.
+tenant never sees another's response (case Z3); the principal of an API key is its lineage (the
+first key id of its rotation chain), so a retry with the rotated key replays (case I6). The
+store failing means the write is refused with 503, never executed without protection (DESIGN §6,
+fail closed). See ``docs/idempotency.md``.
 """
 
 from __future__ import annotations
@@ -208,7 +210,9 @@ class IdempotencyMiddleware:
     def _principal(self, scope: Scope, ctx: RequestContext) -> str:
         p = ctx.principal
         if p is not None and p.key_id:
-            return "key:" + p.key_id
+            # The key's lineage (its first key id), not its own id: a retry sent with the rotated
+            # key during the grace period must find the record the old key wrote (I6).
+            return "key:" + (p.lineage_id or p.key_id)
         if p is not None and p.owner:
             return "owner:" + p.owner
         return "ip:" + (self._resolver.resolve(scope) or "unknown")

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from math import ceil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit import telemetry
 from extapi_kit._asgi import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, close_websocket
@@ -33,6 +33,10 @@ from extapi_kit.ratelimit.policy import (
     compile_rules,
 )
 from extapi_kit.ratelimit.workers import detect_workers
+
+if TYPE_CHECKING:
+    from extapi_kit.usage.quota import QuotaPlan
+    from extapi_kit.usage.tracker import UsageTracker
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -72,6 +76,12 @@ class RateLimitMiddleware:
         clock: epoch-seconds callable (in-process windows, breaker); tests pass a FakeClock.
         on_reject: ``(scope, info) -> ASGI app or None`` to answer a 429 yourself; the
             rate-limit headers and ``Retry-After`` are added to its response.
+        quotas: the :class:`~extapi_kit.usage.tracker.UsageTracker` of the
+            :class:`~extapi_kit.middleware.usage.UsageMiddleware` inside this one (``build()``
+            passes it). When both are on the same Redis, a request's quota counters are
+            decided and charged in the rate limiter's script, all or nothing with its windows:
+            one round trip per request, and a request refused by either costs nothing in the
+            other. Otherwise the usage layer charges quotas itself, as without it.
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class RateLimitMiddleware:
         key_prefix: str = "extapi",
         clock: Clock | None = None,
         on_reject: OnReject | None = None,
+        quotas: UsageTracker | None = None,
     ) -> None:
         self.app = app
         if failure_mode not in ("open", "closed"):
@@ -160,6 +171,43 @@ class RateLimitMiddleware:
         self._rejections = telemetry.counter(
             "extapi.ratelimit.rejections", "requests refused by the rate limiter"
         )
+        self._quotas: UsageTracker | None = None
+        self._quota_store: Any = None
+        self._quota_charges: dict[int, tuple[QuotaPlan, Any]] = {}
+        self._hit_with_quota: Any = None
+        if quotas is not None:
+            self._link_quotas(quotas)
+
+    def _link_quotas(self, tracker: UsageTracker) -> None:
+        primary: Any = getattr(self._backend, "primary", None)
+        if getattr(primary, "multiplexed", False) is not True:
+            return
+        from extapi_kit.usage.store_redis import RedisUsageStore
+
+        store = tracker.store
+        # Same server and database only: otherwise the counters would be charged elsewhere.
+        if isinstance(store, RedisUsageStore) and store.server_address == primary.pipe.address:
+            self._quotas = tracker
+            self._quota_store = store
+            # FailoverBackend.hit takes the quota counters for a multiplexed Redis primary.
+            self._hit_with_quota = self._backend.hit
+
+    def _quota_charge(self, plan: QuotaPlan) -> Any:
+        entry = self._quota_charges.get(id(plan))
+        if entry is not None and entry[0] is plan:
+            return entry[1]
+        from extapi_kit.ratelimit.redis_pipeline import QuotaCharge
+
+        store = self._quota_store
+        charge = QuotaCharge(
+            tuple(store.quota_key(c.counter) for c in plan.checks),
+            tuple(x for c in plan.checks for x in (c.limit, max(1, c.ttl))),
+        )
+        if len(self._quota_charges) >= 4096:
+            self._quota_charges.clear()
+        # Holding the plan keeps its id from being reused while the entry lives.
+        self._quota_charges[id(plan)] = (plan, charge)
+        return charge
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware(policies={sorted(self._plans)}, backend={self._backend!r})"
@@ -234,24 +282,66 @@ class RateLimitMiddleware:
             plan = self._plans.get(rate_class)
             if plan is None:  # a class nobody configured: count it as its method's class
                 plan = self._plans["read" if method in READ_METHODS else "write"]
+        # The identity is a Redis hash tag ({...}): every key of one principal (its windows,
+        # and its quota counters when the quotas ride along) lands in one Redis Cluster slot.
+        owner_plan = self._owner_plan
         if principal is not None:
-            identity = "k:" + principal.key_id
+            if owner_plan is not None and principal.owner:
+                # The owner's windows are charged in the same script: the key's windows take
+                # the owner's tag so the script's keys stay in one cluster slot.
+                identity = "{o:" + principal.owner + "}k:" + principal.key_id
+            else:
+                identity = "{k:" + principal.key_id + "}"
         else:
             ip = self._resolver.resolve(scope)
-            identity = "ip:" + ip if ip else "anonymous"
+            identity = "{ip:" + ip + "}" if ip else "{anonymous}"
         plans = [plan]
         keys = [head + identity for head in plan.key_heads]
         windows = list(plan.windows)
-        owner_plan = self._owner_plan
         if owner_plan is not None and principal is not None and principal.owner:
             plans.append(owner_plan)
-            keys.extend(head + "o:" + principal.owner for head in owner_plan.key_heads)
+            keys.extend(head + "{o:" + principal.owner + "}" for head in owner_plan.key_heads)
             windows.extend(owner_plan.windows)
+        tracker = self._quotas
+        qplan = None
+        qnow = 0.0
+        if (
+            tracker is not None
+            and principal is not None
+            and (principal.quota or principal.owner)
+            # The script charges one cost to both; the usage layer charges 1 without a route.
+            and cost == (1 if route is None else max(route.cost, 0))
+        ):
+            qnow = tracker.clock()
+            try:
+                qplan = tracker.quota_plan(qnow, principal.key_id, principal.quota, principal.owner)
+            except ConfigurationError:
+                qplan = None  # the usage layer logs it and charges nothing
         try:
-            result = await self._backend.hit(keys, windows, cost)
+            if qplan is None:
+                result = await self._backend.hit(keys, windows, cost)
+            else:
+                charge = self._quota_charge(qplan)
+                result = await self._hit_with_quota(keys, windows, cost, charge)
         except StoreUnavailableError:
             await self._unavailable(scope, send, plan, kind)
             return
+        if (
+            qplan is not None
+            and tracker is not None
+            and principal is not None
+            and result.quota is not None
+            and result.allowed
+        ):
+            ctx.quota = tracker.settle(
+                qplan,
+                result.quota_allowed,
+                result.quota,
+                cost,
+                qnow,
+                principal.key_id,
+                principal.owner,
+            )
         headers, info, violated, retry_after = render(
             plans, result, ietf=self._ietf, legacy=self._legacy
         )

@@ -145,25 +145,29 @@ class UsageMiddleware:
             today = self._today = (info.day_reset - 86400, info.day_reset, info.day)
         day = today[2]
         tracker = self.tracker
-        decision = None
-        if quota or (owner is not None and self._owner_quotas):
+        # The rate limiter may have charged the quotas in its own Redis script already.
+        decision: QuotaDecision | None = ctx.quota
+        if decision is None and (quota or (owner is not None and self._owner_quotas)):
             try:
                 plan = tracker.quota_plan(now, key_id, quota, owner)
             except ConfigurationError as exc:
                 logger.warning("ignoring invalid quota of key %s: %s", key_id, exc)
                 plan = None
             if plan is not None:
-                cost = 1 if route is None else max(route.cost, 0)
                 try:
-                    decision = await tracker.charge(plan, cost, now, key_id, owner)
+                    decision = await tracker.charge(
+                        plan, 1 if route is None else max(route.cost, 0), now, key_id, owner
+                    )
                 except StoreError as exc:
                     if await self._store_failed(scope, send, kind, exc):
                         tracker.record(key_id, owner, day, cls, "r:service-unavailable")
                         return
-                if decision is not None and not decision.allowed:
-                    await self._reject(scope, send, kind, decision, cost)
-                    tracker.record(key_id, owner, day, cls, "r:quota-exhausted")
-                    return
+        if decision is not None and not decision.allowed:
+            await self._reject(
+                scope, send, kind, decision, 1 if route is None else max(route.cost, 0)
+            )
+            tracker.record(key_id, owner, day, cls, "r:quota-exhausted")
+            return
         status: list[int] = []
         extra = decision.headers() if decision is not None else None
 

@@ -46,14 +46,22 @@ class HitResult:
         windows: per window ``[used, reset_after, retry_after]``: units used after this hit,
             seconds until the window resets, seconds until ``cost`` units fit (0 when they do).
         degraded: True when the in-process fallback decided because the storage failed.
+
+    Attributes:
+        quota: when quota counters were charged in the same call (the Redis script), each
+            counter's units after the charge (unchanged when refused); else None.
+        quota_allowed: False when the windows admitted the hit but a quota refused it (then
+            nothing was charged, and ``allowed`` stays True for the windows' sake).
     """
 
-    __slots__ = ("allowed", "degraded", "windows")
+    __slots__ = ("allowed", "degraded", "quota", "quota_allowed", "windows")
 
     def __init__(self, allowed: bool, windows: list[list[float]], degraded: bool = False) -> None:
         self.allowed = allowed
         self.windows = windows
         self.degraded = degraded
+        self.quota: list[int] | None = None
+        self.quota_allowed = True
 
     def __repr__(self) -> str:
         return (

@@ -5,8 +5,13 @@
 =================================  =============================================================
 ``"memory://"``,                   :class:`FlatMemoryStorage` (in process, constant cost)
 ``"extapi-memory://"``, instance
-``"redis://"``, ``"rediss://"``,   :class:`RedisBackend` (one Lua call per request, Redis time)
-``"unix://"``                      behind :class:`FailoverBackend` (deadline + failure policy)
+``"redis://"``, ``"unix://"``      :class:`PipelinedRedisBackend` (one Lua call per request on one
+                                   auto-pipelined connection, Redis time) behind
+                                   :class:`FailoverBackend` (deadline + failure policy)
+``"rediss://"``,                   :class:`RedisBackend` (the same script through redis-py, for
+``"redis+cluster://"``,            its TLS options, its cluster client: one slot per principal,
+``"redis+sentinel://"``            ``MOVED``/``ASK`` followed; or the master Sentinel names)
+                                   behind :class:`FailoverBackend`
 ``"async+...://"`` or a            :class:`LimitsBackend` (``limits.aio`` strategies) behind
 ``limits.aio`` storage instance    :class:`FailoverBackend`
 =================================  =============================================================
@@ -28,20 +33,40 @@ from extapi_kit.ratelimit.memory import FlatMemoryStorage, MemoryBackend
 __all__ = ["make_backend"]
 
 _MEMORY_SCHEMES = ("memory", "extapi-memory")
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 
 
 def _redis_backend(url: str, strategy: int, deadline: float) -> Backend:
+    # The lean client talks to one server; a cluster (slot routing, MOVED/ASK) and Sentinel
+    # (master discovery) go through redis-py's own clients with the same script.
+    if url.lower().startswith(("redis:", "unix:")):
+        from extapi_kit.ratelimit.redis_pipeline import PipelinedRedisBackend
+        from extapi_kit.stores._resp import AutoPipeline
+
+        # The lean path: one auto-pipelined connection, pre-encoded script calls, and the
+        # deadline kept per batch by the pipe's watchdog (no timer per call).
+        pipe = AutoPipeline(url, connect_timeout=deadline, deadline=deadline)
+        return PipelinedRedisBackend(pipe, strategy, deadline=deadline)
+
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     from extapi_kit.ratelimit.redis import RedisBackend
     from extapi_kit.stores._redis import redis_from_url
 
-    # The middleware owns the deadline: no client-side retries hiding inside it. Every command
-    # runs under FailoverBackend's asyncio.timeout(deadline) (and ping under its own), so the
-    # client needs no per-command socket timeout (redis-py's costs a task per command on 3.11);
-    # a cancelled command disconnects its connection, so no reply is left for the next caller.
+    # TLS, Cluster and Sentinel stay on redis-py. The middleware owns the deadline: no
+    # client-side retries hiding inside it. Every command runs under FailoverBackend's
+    # asyncio.timeout(deadline) (and ping under its own), so the client needs no per-command
+    # socket timeout (redis-py's costs a task per command on 3.11); a cancelled command
+    # disconnects its connection, so no reply is left for the next caller.
     client = redis_from_url(
         url, socket_timeout=None, connect_timeout=deadline, retry=Retry(NoBackoff(), 0)
     )
@@ -100,7 +125,8 @@ def make_backend(
         else:
             raise ConfigurationError(
                 f"unknown rate-limit storage {storage!r}; use memory://, redis://, rediss://, "
-                "unix://, an async+...:// limits URL, or a limits.aio storage instance"
+                "unix://, redis+cluster://, redis+sentinel://, an async+...:// limits URL, "
+                "or a limits.aio storage instance"
             )
     elif isinstance(storage, LimitsStorage):
         primary = _limits_backend(storage, strategy)

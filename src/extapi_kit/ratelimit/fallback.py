@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from extapi_kit import telemetry
 from extapi_kit._types import Clock
@@ -71,6 +72,9 @@ class FailoverBackend:
         self.probe_interval = probe_interval
         self.warn_interval = warn_interval
         self._slots = asyncio.Semaphore(max_concurrency)
+        # A multiplexed primary (one auto-pipelined connection that keeps the deadline itself)
+        # has no pool to exhaust: its callers skip the slots and share round trips instead.
+        self._multiplexed = bool(getattr(primary, "multiplexed", False))
         self._down_until = 0.0
         self._degraded = False
         self._last_warning = float("-inf")
@@ -87,7 +91,11 @@ class FailoverBackend:
         return self._degraded
 
     async def hit(
-        self, keys: Sequence[str], windows: Sequence[tuple[int, int]], cost: int
+        self,
+        keys: Sequence[str],
+        windows: Sequence[tuple[int, int]],
+        cost: int,
+        quota: Any = None,
     ) -> HitResult:
         """Decide on the primary within the deadline, else apply the failure policy.
 
@@ -95,6 +103,8 @@ class FailoverBackend:
             keys: one key per window.
             windows: ``(limit, seconds)`` per window.
             cost: units to charge.
+            quota: quota counters the primary charges in the same call (only for a primary
+                that takes them); a degraded decision leaves them uncharged (``quota`` None).
 
         Raises:
             StoreUnavailableError: in ``failure_mode="closed"`` when the storage failed.
@@ -106,6 +116,21 @@ class FailoverBackend:
         if probe:
             # One probe per interval: later requests keep using the fallback meanwhile.
             self._down_until = now + self.probe_interval
+        if self._multiplexed:
+            # The primary keeps the deadline itself (one watchdog per batch, not a timer per
+            # call) and fails every waiter of a late batch with a TimeoutError.
+            primary: Any = self.primary
+            try:
+                if quota is None:
+                    result: HitResult = await primary.hit(keys, windows, cost)
+                else:
+                    result = await primary.hit(keys, windows, cost, quota)
+            except Exception as exc:  # any storage failure -> policy, never a 500
+                self._down_until = self.clock() + self.probe_interval
+                return self._degrade(keys, windows, cost, exc)
+            if self._degraded:
+                self._recovered()
+            return result
         try:
             # Waiting for a slot is our own queueing, not storage slowness: bounded separately,
             # and a request that cannot get one is decided locally without tripping the breaker.
@@ -126,10 +151,13 @@ class FailoverBackend:
         finally:
             self._slots.release()
         if self._degraded:
-            self._degraded = False
-            self._down_until = 0.0
-            logger.warning("rate-limit storage is answering again; leaving degraded mode")
+            self._recovered()
         return result
+
+    def _recovered(self) -> None:
+        self._degraded = False
+        self._down_until = 0.0
+        logger.warning("rate-limit storage is answering again; leaving degraded mode")
 
     def _degrade(
         self,

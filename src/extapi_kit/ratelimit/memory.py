@@ -9,6 +9,13 @@ bounded by the keys live within their windows.
 It is a ``limits.aio.storage.Storage`` registered under ``extapi-memory://`` (usable with the
 ``limits.aio`` strategies), and it also offers :meth:`FlatMemoryStorage.decide`, the atomic
 multi-window decision the middleware uses. The clock is injectable, so tests never sleep.
+
+Drop-in for ``limits``' memory storage (DESIGN §5, issue 15 L12): every path that creates an entry
+(``decide``, ``incr``, the ``acquire_*`` calls) and the ``get``/``get_expiry`` reads reclaim due
+entries, the heap is compacted when cleared keys leave too many stale records, it pickles and
+deep-copies (the lock is re-created), and its sliding windows are epoch-aligned like ``limits``'
+and say so with the ``TimestampedSlidingWindow`` marker. ``nox -s limits_suite`` runs ``limits``'
+own async storage and strategy tests against it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from limits.aio.storage import MovingWindowSupport, SlidingWindowCounterSupport, Storage
+from limits.storage.base import TimestampedSlidingWindow
 
 from extapi_kit._types import Clock
 from extapi_kit.ratelimit._result import FIXED, MOVING, SLIDING, HitResult
@@ -29,9 +37,14 @@ from extapi_kit.ratelimit._windows import fixed_hit, moving_hit, sliding_hit
 __all__ = ["FlatMemoryStorage", "MemoryBackend"]
 
 DEFAULT_SWEEP = 8
+# Stale heap records (of cleared or re-created keys) tolerated before the heap is rebuilt from the
+# live entries: compaction runs after at least this many surplus pushes, so it is amortised O(1).
+HEAP_SLACK = 64
 
 
-class FlatMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSupport):
+class FlatMemoryStorage(
+    Storage, MovingWindowSupport, SlidingWindowCounterSupport, TimestampedSlidingWindow
+):
     """Constant-cost in-process storage for fixed, sliding-window-counter and moving windows.
 
     Args:
@@ -67,6 +80,16 @@ class FlatMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
     def __len__(self) -> int:
         return len(self._fixed) + len(self._sliding) + len(self._moving)
 
+    # Like limits' MemoryStorage: picklable and deep-copyable; the copy gets its own lock.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def heap_size(self) -> int:
         """Number of pending expiry records (at most one per live key, plus cleared ones)."""
@@ -90,13 +113,15 @@ class FlatMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         """
         with self._lock:
             now = self.clock()
-            if self._heap and self._heap[0][0] <= now:
-                self._reclaim(now, self._sweep)
+            self._sweep_due(now)
             if strategy == SLIDING:
-                return sliding_hit(self._sliding, self._heap, keys, windows, cost, now)
-            if strategy == FIXED:
-                return fixed_hit(self._fixed, self._heap, keys, windows, cost, now)
-            return moving_hit(self._moving, self._heap, keys, windows, cost, now)
+                result = sliding_hit(self._sliding, self._heap, keys, windows, cost, now)
+            elif strategy == FIXED:
+                result = fixed_hit(self._fixed, self._heap, keys, windows, cost, now)
+            else:
+                result = moving_hit(self._moving, self._heap, keys, windows, cost, now)
+            self._compact_if_stale()
+            return result
 
     def reclaim(self, budget: int | None = None) -> int:
         """Drop expired entries now; returns how many were dropped.
@@ -106,6 +131,26 @@ class FlatMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
         """
         with self._lock:
             return self._reclaim(self.clock(), budget if budget is not None else len(self._heap))
+
+    def _sweep_due(self, now: float) -> None:
+        if self._heap and self._heap[0][0] <= now:
+            self._reclaim(now, self._sweep)
+
+    def _compact_if_stale(self) -> None:
+        # A key cleared and hit again within its window pushes a new record while the old one is
+        # not due yet; rebuild from the live entries before such records outnumber them.
+        if len(self._heap) > 2 * len(self) + HEAP_SLACK:
+            tables: tuple[tuple[int, dict[str, Any]], ...] = (
+                (FIXED, self._fixed),
+                (SLIDING, self._sliding),
+                (MOVING, self._moving),
+            )
+            self._heap = [
+                (_expires_at(kind, entry), key, kind)
+                for kind, table in tables
+                for key, entry in table.items()
+            ]
+            heapq.heapify(self._heap)
 
     def _reclaim(self, now: float, budget: int) -> int:
         heap = self._heap
@@ -130,26 +175,33 @@ class FlatMemoryStorage(Storage, MovingWindowSupport, SlidingWindowCounterSuppor
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         with self._lock:
             now = self.clock()
+            self._sweep_due(now)
             entry = self._fixed.get(key)
             if entry is None:
                 entry = [0, now + expiry]
                 self._fixed[key] = entry
                 heapq.heappush(self._heap, (now + expiry, key, FIXED))
+                self._compact_if_stale()
             elif entry[1] <= now:
                 entry[0], entry[1] = 0, now + expiry
             entry[0] += amount
             return int(entry[0])
 
     async def get(self, key: str) -> int:
-        entry = self._fixed.get(key)
-        if entry is None or entry[1] <= self.clock():
-            return 0
-        return int(entry[0])
+        with self._lock:
+            now = self.clock()
+            self._sweep_due(now)
+            entry = self._fixed.get(key)
+            if entry is None or entry[1] <= now:
+                return 0
+            return int(entry[0])
 
     async def get_expiry(self, key: str) -> float:
-        now = self.clock()
-        entry = self._fixed.get(key)
-        return now if entry is None or entry[1] <= now else entry[1]
+        with self._lock:
+            now = self.clock()
+            self._sweep_due(now)
+            entry = self._fixed.get(key)
+            return now if entry is None or entry[1] <= now else entry[1]
 
     async def check(self) -> bool:
         return True

@@ -24,6 +24,12 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
+# ``limits`` reads "1/0 seconds" as one second (a zero multiple counts as none); refuse it rather
+# than enforce a window nobody asked for (issue 15, M10).
+_ZERO_MULTIPLE_RE = re.compile(r"(?:/|per)\s*0+\s*[a-z]", re.IGNORECASE)
+# Bounds every backend can hold: a JSON-safe integer limit, a window of at most ten years.
+MAX_LIMIT = 2**53 - 1
+MAX_WINDOW_SECONDS = 10 * 366 * 86400
 _OVERRIDE_CACHE_SIZE = 1024
 
 
@@ -117,9 +123,17 @@ def _parse_windows(spec: str | Sequence[str]) -> tuple[Window, ...]:
             raise ConfigurationError(
                 f"invalid rate limit {part!r} (examples: '100/minute', '100/minute;2000/hour')"
             ) from None
+        if _ZERO_MULTIPLE_RE.search(part):
+            raise ConfigurationError(f"invalid rate limit {part!r}: a window of 0 units")
     windows = [Window(int(i.amount), int(i.get_expiry()), _label(i)) for i in items]
     if not windows:
         raise ConfigurationError(f"invalid rate limit: {spec!r}")
+    for w in windows:
+        if w.limit > MAX_LIMIT or not 1 <= w.seconds <= MAX_WINDOW_SECONDS:
+            raise ConfigurationError(
+                f"invalid rate limit {spec!r}: limits go up to {MAX_LIMIT}, windows from 1 second"
+                " to 10 years"
+            )
     return tuple(sorted(windows, key=lambda w: w.seconds))
 
 

@@ -24,20 +24,26 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-# KEYS: one per window. ARGV: strategy (1 fixed, 2 sliding, 3 moving), cost, then per window
-# limit and length in ms. Returns {allowed, used_1, reset_ms_1, retry_ms_1, used_2, ...}.
+# KEYS: one per window, then one per quota counter (all of one principal share a hash tag).
+# ARGV: strategy (1 fixed, 2 sliding, 3 moving), cost, number of windows, then per window limit
+# and length in ms, then per quota counter limit and ttl in s.
+# Returns {status, used_1, reset_ms_1, retry_ms_1, used_2, ..., quota_used_1, ...}; status 1:
+# everything charged, 0: a window refused, 2: the windows admit but a quota refused. Nothing is
+# charged unless everything admits (a request refused by a quota costs no rate-limit budget and
+# vice versa); quota figures are after the charge, or unchanged when refused.
 LUA = """
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local strategy = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
+local nw = tonumber(ARGV[3])
 local ok = 1
 local out = {0}
 local st = {}
-for i = 1, #KEYS do
+for i = 1, nw do
   local key = KEYS[i]
-  local limit = tonumber(ARGV[1 + 2 * i])
-  local exp = tonumber(ARGV[2 + 2 * i])
+  local limit = tonumber(ARGV[2 + 2 * i])
+  local exp = tonumber(ARGV[3 + 2 * i])
   local used, reset, retry = 0, exp, 0
   if strategy == 1 then
     local v = redis.call('GET', key)
@@ -86,12 +92,19 @@ for i = 1, #KEYS do
   out[#out + 1] = reset
   out[#out + 1] = retry
 end
+local qa = 3 + 2 * nw
+local quota = {}
+for j = 1, #KEYS - nw do
+  local u = tonumber(redis.call('GET', KEYS[nw + j]) or '0')
+  quota[j] = u
+  if ok == 1 and u + cost > tonumber(ARGV[qa + 2 * j - 1]) then ok = 2 end
+end
 if ok == 1 then
   out[1] = 1
-  for i = 1, #KEYS do
+  for i = 1, nw do
     local key = KEYS[i]
-    local limit = tonumber(ARGV[1 + 2 * i])
-    local exp = tonumber(ARGV[2 + 2 * i])
+    local limit = tonumber(ARGV[2 + 2 * i])
+    local exp = tonumber(ARGV[3 + 2 * i])
     local base = 3 * (i - 1) + 1
     if strategy == 1 then
       if redis.call('PTTL', key) > 0 then redis.call('INCRBY', key, cost)
@@ -108,7 +121,14 @@ if ok == 1 then
     end
     out[base + 1] = out[base + 1] + cost
   end
+  for j = 1, #KEYS - nw do
+    quota[j] = redis.call('INCRBY', KEYS[nw + j], cost)
+    redis.call('EXPIRE', KEYS[nw + j], ARGV[qa + 2 * j])
+  end
+elseif ok == 2 then
+  out[1] = 2
 end
+for j = 1, #quota do out[#out + 1] = quota[j] end
 return out
 """
 
@@ -145,7 +165,7 @@ class RedisBackend:
             windows: ``(limit, seconds)`` per window.
             cost: units to charge.
         """
-        args: list[int] = [self.strategy, cost]
+        args: list[int] = [self.strategy, cost, len(windows)]
         for limit, seconds in windows:
             args.append(limit)
             args.append(seconds * 1000)

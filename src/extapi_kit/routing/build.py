@@ -15,6 +15,11 @@ Outermost first::
   idempotency's refusals are counted too (a replayed answer counts and costs like a call).
 - Idempotency runs last, scoped by the verified key id, right before the target executes.
 
+Safe when the user writes the least (issue 18 §2): a setting left out is
+:data:`~extapi_kit.routing.settings.DEFAULT`, not None. Left out, rate limiting is on
+(in-process storage, 100 reads and 20 writes a minute per key) and a missing audit sink is
+announced by one warning; ``None`` written explicitly disables either layer quietly.
+
 Unknown paths are not rejected by the resolver: they travel through auth like any other request,
 so an unauthenticated probe gets the same 401 for a real and an invented path (no route
 enumeration, case Z4); an authenticated one gets the router's 404 or 405.
@@ -23,19 +28,27 @@ enumeration, case Z4); an authenticated one gets the router's 404 or 405.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any
 
 from extapi_kit._types import ASGIApp
 from extapi_kit.clientip import ClientIPResolver
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.routing.router import RouteResolverMiddleware
-
-if TYPE_CHECKING:
-    from extapi_kit.routing.api import ExternalAPI
+from extapi_kit.routing.registry import RouteRegistry
+from extapi_kit.routing.router import RouteResolverMiddleware, router_of
+from extapi_kit.routing.settings import (
+    DEFAULT,
+    DEFAULT_RATE_LIMIT_STORAGE,
+    DEFAULT_READ,
+    DEFAULT_WRITE,
+    StackSettings,
+)
 
 __all__ = ["LAYER_ORDER", "StackSettings", "build"]
+
+logger = logging.getLogger("extapi_kit.routing")
 
 LAYER_ORDER = (
     "audit",
@@ -55,46 +68,6 @@ _CLASSES = {
     "usage": "extapi_kit.middleware.usage:UsageMiddleware",
     "idempotency": "extapi_kit.middleware.idempotency:IdempotencyMiddleware",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class StackSettings:
-    """Settings of the stack :func:`build` assembles; every keyword of ``build`` overrides one.
-
-    Args:
-        key_store: key store URL, ``KeyStore`` or ``KeyService`` (required unless ``auth=False``).
-        auth: set False to build without authentication (every route then acts as public).
-        rate_limit_storage: rate-limit storage URL or object; None disables rate limiting.
-        audit_sink: audit sink URL or object; None disables the audit layer.
-        idempotency_store: idempotency store URL or object; None disables idempotency.
-        usage: a :class:`~extapi_kit.usage.UsageTracker` (shared, e.g. with the admin API), a
-            usage store URL or ``UsageStore``; None disables usage counting and quotas.
-        body_limit: default request body cap (``"1MiB"``); None disables the layer.
-        ip_allow: globally allowed networks.
-        ip_deny: globally denied networks.
-        trusted_proxies: proxies whose forwarding headers are believed (one shared resolver).
-        read: default limit of the ``read`` rate class.
-        write: default limit of the ``write`` rate class.
-        failure_mode: rate limiter policy when its storage fails (``"open"``/``"closed"``).
-        options: extra keyword arguments per layer, e.g. ``{"audit": {"clock": clock}}``.
-        layers: replacement classes per layer name (tests, or your own implementation).
-    """
-
-    key_store: Any = None
-    auth: bool = True
-    rate_limit_storage: Any = None
-    audit_sink: Any = None
-    idempotency_store: Any = None
-    usage: Any = None
-    body_limit: int | str | None = "1MiB"
-    ip_allow: Sequence[str] = ()
-    ip_deny: Sequence[str] = ()
-    trusted_proxies: Sequence[str] = ()
-    read: str = "100/minute"
-    write: str = "20/minute"
-    failure_mode: str = "open"
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    layers: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _layer_class(name: str, settings: StackSettings) -> Any:
@@ -118,10 +91,10 @@ def _usage_kwargs(usage: Any) -> dict[str, Any]:
 
 
 def _plan(
-    api: ExternalAPI, s: StackSettings, resolver: ClientIPResolver
+    api: RouteRegistry, s: StackSettings, resolver: ClientIPResolver
 ) -> list[tuple[str, dict[str, Any]]]:
     plan: list[tuple[str, dict[str, Any]]] = []
-    if s.audit_sink is not None:
+    if s.audit_sink is not None and s.audit_sink is not DEFAULT:
         plan.append(("audit", {"sink": s.audit_sink, "client_ip": resolver}))
     if s.body_limit is not None:
         plan.append(("body_limit", {"max_body": s.body_limit}))
@@ -134,14 +107,24 @@ def _plan(
             # Deny by default (A13): a stack without a key store would let everything through.
             raise ConfigurationError("build() needs key_store= (or auth=False to run without auth)")
         plan.append(("api_key", {"store": s.key_store, "client_ip": resolver}))
-    if s.rate_limit_storage is not None:
+    storage = s.rate_limit_storage
+    if storage is None:
+        given = [name for name in ("read", "write") if getattr(s, name) is not DEFAULT]
+        if given:
+            # Budgets that silently do nothing are worse than an error (issue 18 §2).
+            raise ConfigurationError(
+                f"build() got {' and '.join(f'{n}=' for n in given)} but rate_limit_storage=None "
+                "disables rate limiting; remove read=/write=, or set rate_limit_storage= "
+                "(leave it out for in-process storage, or 'redis://...' for shared limits)"
+            )
+    else:
         plan.append(
             (
                 "rate_limit",
                 {
-                    "storage": s.rate_limit_storage,
-                    "read": s.read,
-                    "write": s.write,
+                    "storage": DEFAULT_RATE_LIMIT_STORAGE if storage is DEFAULT else storage,
+                    "read": DEFAULT_READ if s.read is DEFAULT else s.read,
+                    "write": DEFAULT_WRITE if s.write is DEFAULT else s.write,
                     "failure_mode": s.failure_mode,
                     "client_ip": resolver,
                 },
@@ -154,15 +137,20 @@ def _plan(
     return plan
 
 
-def build(api: ExternalAPI, **overrides: Any) -> ASGIApp:
+def build(api: RouteRegistry, **overrides: Any) -> ASGIApp:
     """Return the registry wrapped in the recommended middleware stack.
 
     Args:
         api: the registry.
         **overrides: :class:`StackSettings` fields overriding ``api.settings``.
 
+    Left out, ``rate_limit_storage`` is in-process storage (``"memory://"``) with ``read``
+    100/minute and ``write`` 20/minute, and ``audit_sink`` is no audit layer with one warning
+    (``extapi_kit.routing`` logger); ``None`` disables either quietly.
+
     Raises:
-        ConfigurationError: for an unknown option, a missing key store, or a missing layer.
+        ConfigurationError: for an unknown option, a missing key store, a missing layer, or
+            ``read=``/``write=`` with ``rate_limit_storage=None``.
     """
     known = {f.name for f in fields(StackSettings)}
     unknown = set(overrides) - known
@@ -172,16 +160,33 @@ def build(api: ExternalAPI, **overrides: Any) -> ASGIApp:
     values = {f.name: getattr(base, f.name) for f in fields(StackSettings)}
     values.update(overrides)
     settings = StackSettings(**values)
-    if api._router is None:
+    if api.compiled is None:
         api.idempotency_enabled = settings.idempotency_store is not None
-    router = api.router
+    router = router_of(api)
     resolver = ClientIPResolver(settings.trusted_proxies)
     router.client_ip = resolver
     app: ASGIApp = router
     closers: list[Callable[[], Awaitable[None]]] = []
-    for name, kwargs in reversed(_plan(api, settings, resolver)):
+    tracker: Any = None
+    plan = _plan(api, settings, resolver)
+    if settings.audit_sink is DEFAULT:
+        # A logged warning, not warnings.warn: an operator reads it in the server log at start-up,
+        # and the library's other configuration warnings go to its loggers too.
+        logger.warning(
+            "build(): no audit_sink= configured, so calls to %r are not audited. Pass "
+            "audit_sink='sqlite:///audit.db' (or any sink) to record them, or audit_sink=None "
+            "to run without an audit trail and silence this warning.",
+            api.title,
+        )
+    for name, kwargs in reversed(plan):
         kwargs.update(settings.options.get(name, {}))
+        if name == "rate_limit" and tracker is not None and name not in settings.layers:
+            # One Redis round trip per request: the rate limiter charges the usage layer's
+            # quotas in its own script when both are on the same Redis.
+            kwargs.setdefault("quotas", tracker)
         app = _layer_class(name, settings)(app, **kwargs)
+        if name == "usage":
+            tracker = getattr(app, "tracker", None)
         # The audit layer flushes and closes itself on lifespan shutdown; the others close the
         # stores they created from URLs only when told to, so the stack tells them.
         aclose = getattr(app, "aclose", None)

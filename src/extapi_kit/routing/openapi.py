@@ -1,27 +1,31 @@
-"""OpenAPI 3.1 for exactly the exposed surface of one version, and a plain HTML docs page.
+"""OpenAPI 3.1 for exactly the exposed surface of one version, and the routes that serve it.
 
 The document is generated from the same compiled route list the router matches against, so the
 set of ``(method, path)`` it lists is the set that is reachable (case Z4); ``HEAD`` is implied
-wherever ``GET`` is listed.
+wherever ``GET`` is listed. Every operation declares the schema of what it answers (page
+envelopes, server-sent events, none for a 204), so a client generator can type every call (G5);
+the webhook event catalogue becomes the document's ``webhooks``. The interactive reference page
+itself lives in :mod:`~extapi_kit.routing.docs`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
+from extapi_kit.exceptions import ProblemError
+from extapi_kit.problems import PROBLEMS
+from extapi_kit.routing.docs import DOCS_ASSETS, asset_response, reference_page
 from extapi_kit.routing.handlers import HandlerRequest
+from extapi_kit.routing.registry import RouteRegistry
 from extapi_kit.routing.routes import Route
 
-if TYPE_CHECKING:
-    from extapi_kit.routing.api import ExternalAPI
-
-__all__ = ["meta_routes", "openapi_document"]
+__all__ = ["EventTypeList", "EventTypeOut", "meta_routes", "openapi_document"]
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 _PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
@@ -85,7 +89,8 @@ class _Schemas:
         schema = TypeAdapter(tp).json_schema(ref_template=_REF_TEMPLATE, mode=mode)  # type: ignore[arg-type]
         self.components.update(schema.pop("$defs", {}))
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            name = tp.__name__
+            # ``Page[Item]`` -> ``Page_Item``: component names are [A-Za-z0-9._-] (OpenAPI 3.1).
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", tp.__name__).strip("_")
             self.components[name] = schema
             return {"$ref": _REF_TEMPLATE.format(model=name)}
         return schema
@@ -106,7 +111,7 @@ def _problem_response(
 
 
 def _parameters(
-    route: Route, method: str, api: ExternalAPI, schemas: _Schemas
+    route: Route, method: str, api: RouteRegistry, schemas: _Schemas
 ) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     path_props: dict[str, Any] = {}
@@ -137,7 +142,7 @@ def _parameters(
     return params
 
 
-def _operation(route: Route, method: str, api: ExternalAPI, schemas: _Schemas) -> dict[str, Any]:
+def _operation(route: Route, method: str, api: RouteRegistry, schemas: _Schemas) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.operation_id or _operation_id(method, route.template),
         "responses": {},
@@ -172,12 +177,9 @@ def _operation(route: Route, method: str, api: ExternalAPI, schemas: _Schemas) -
                 "application/json": {"schema": schemas.ref(route.request_model, "validation")}
             },
         }
-    ok: dict[str, Any] = {"description": "Success", "headers": dict(_RATE_HEADERS)}
-    if route.response_model is not None:
-        ok["content"] = {
-            "application/json": {"schema": schemas.ref(route.response_model, "serialization")}
-        }
-    op["responses"][str(route.status_code)] = ok
+    # A proxied tool answers with the upstream's own 2xx status and JSON, whatever they are.
+    success = "2XX" if route.kind == "upstream" else str(route.status_code)
+    op["responses"][success] = _success(route, schemas)
     codes = ["404", "413", "429"]
     if not route.public:
         codes[:0] = ["401", "403"]
@@ -199,6 +201,46 @@ def _operation(route: Route, method: str, api: ExternalAPI, schemas: _Schemas) -
     if route.grants is not None:
         op["x-resource-grants"] = _grant_extension(route)
     return op
+
+
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event (text/event-stream)",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
+def _success(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "Success", "headers": dict(_RATE_HEADERS)}
+    if route.status_code == 204:
+        ok["description"] = "Done (no content)"
+        return ok
+    media = route.response_media_type
+    if media == "text/event-stream":
+        # The body is a stream of events: ``schema`` constrains nothing (validators such as
+        # schemathesis read it as the list of parsed events; generated clients hand back the
+        # text), ``itemSchema`` (OpenAPI 3.2, read on 3.1 documents too) describes one event,
+        # and x-event-schema names the model of each event's JSON ``data`` line.
+        content: dict[str, Any] = {
+            "schema": {"description": "Server-sent events (text/event-stream)"},
+            "itemSchema": _SSE_EVENT,
+        }
+        if route.response_model is not None:
+            content["x-event-schema"] = schemas.ref(route.response_model, "serialization")
+        ok["content"] = {media: content}
+    elif route.response_model is not None:
+        ok["content"] = {media: {"schema": schemas.ref(route.response_model, "serialization")}}
+    elif media.startswith("text/"):
+        ok["content"] = {media: {"schema": {"type": "string"}}}
+    else:
+        # Undeclared: the target's JSON as it is (a client gets it parsed, untyped).
+        ok["content"] = {media: {"schema": {}}}
+    return ok
 
 
 _GRANT_404 = (
@@ -225,14 +267,75 @@ def _grant_extension(route: Route) -> dict[str, Any]:
 
 
 def _operation_id(method: str, template: str) -> str:
-    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", template).rstrip("_")
+    # Converters are not part of the name: ``/items/{id:int}`` -> ``..._items_id``.
+    plain = _PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", template)
+    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", plain).rstrip("_")
 
 
-def openapi_document(api: ExternalAPI, version: str, routes: list[Route]) -> dict[str, Any]:
+_WEBHOOK_HEADERS = (
+    ("webhook-id", "The delivery id; the same on every retry (deduplicate on it)"),
+    ("webhook-timestamp", "Seconds since the epoch when the attempt was signed"),
+    ("webhook-signature", "Space-separated `v1,<base64 HMAC-SHA256>` signatures"),
+)
+
+
+def _webhooks(api: RouteRegistry, schemas: _Schemas) -> dict[str, Any]:
+    """The event catalogue as OpenAPI 3.1 ``webhooks``: one entry per event type."""
+    out: dict[str, Any] = {}
+    if api.events is None:
+        return out
+    for event in api.events.list():
+        schema = getattr(event, "schema", None)
+        data = schemas.ref(schema, "serialization") if schema is not None else {"type": "object"}
+        version = str(getattr(event, "version", "1"))
+        envelope = {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "Event id (`evt_...`)"},
+                "type": {"const": event.name},
+                "version": {
+                    "const": version,
+                    "description": "Payload version; bumped on a breaking change of data",
+                },
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": data,
+            },
+            "required": ["id", "type", "version", "timestamp", "data"],
+        }
+        out[event.name] = {
+            "post": {
+                "summary": getattr(event, "description", "") or event.name,
+                "description": (
+                    "Signed per the Standard Webhooks specification; verify the signature "
+                    "before trusting the body."
+                ),
+                "operationId": "webhook_" + re.sub(r"[^A-Za-z0-9]+", "_", event.name),
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": True,
+                        "description": text,
+                        "schema": {"type": "string"},
+                    }
+                    for name, text in _WEBHOOK_HEADERS
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": envelope}},
+                },
+                "responses": {"2XX": {"description": "Received (any 2xx acknowledges)"}},
+                "x-event-version": version,
+            }
+        }
+    return out
+
+
+def openapi_document(api: RouteRegistry, version: str, routes: list[Route]) -> dict[str, Any]:
     """Build the OpenAPI 3.1 document of one version.
 
     Args:
-        api: the registry (title, release, idempotency setting).
+        api: the registry (title, release, servers, contact, license, events, idempotency).
         version: the version segment.
         routes: that version's compiled routes.
     """
@@ -244,71 +347,126 @@ def openapi_document(api: ExternalAPI, version: str, routes: list[Route]) -> dic
         item = paths.setdefault(_PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", route.template), {})
         for method in route.methods:
             item[method.lower()] = _operation(route, method, api, schemas)
-    info: dict[str, Any] = {"title": api.title, "version": f"{api.version} ({version})"}
+    # info.version is the release (a version a generated client package can carry); the path
+    # version goes in x-api-version.
+    info: dict[str, Any] = {"title": api.title, "version": api.version, "x-api-version": version}
     if api.description:
         info["description"] = api.description
-    return {
-        "openapi": "3.1.0",
-        "info": info,
-        "paths": paths,
-        "components": {
-            "schemas": schemas.components,
-            "securitySchemes": {
-                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "BearerKey": {"type": "http", "scheme": "bearer", "bearerFormat": "API key"},
-            },
+    if api.contact:
+        info["contact"] = dict(api.contact)
+    if api.license:
+        info["license"] = dict(api.license)
+    doc: dict[str, Any] = {"openapi": "3.1.0", "info": info}
+    if api.servers:
+        doc["servers"] = [dict(s) for s in api.servers]
+    doc["paths"] = paths
+    webhooks = _webhooks(api, schemas)
+    if webhooks:
+        doc["webhooks"] = webhooks
+    doc["components"] = {
+        "schemas": schemas.components,
+        "securitySchemes": {
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "BearerKey": {"type": "http", "scheme": "bearer", "bearerFormat": "API key"},
         },
     }
+    return doc
 
 
-def _docs_html(api: ExternalAPI, version: str, doc: dict[str, Any]) -> str:
-    rows = []
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            scopes = ", ".join(op.get("x-required-scopes", ())) or (
-                "public" if op.get("security") == [] else "-"
-            )
-            flag = " (deprecated)" if op.get("deprecated") else ""
-            rows.append(
-                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(op.get('summary', ''))}{flag}</td>"
-                f"<td>{html.escape(scopes)}</td></tr>"
-            )
-    title = html.escape(f"{api.title} {version}")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<h1>{title}</h1><p>Machine-readable: <a href='openapi.json'>openapi.json</a>. "
-        "Authenticate with <code>X-API-Key</code> or <code>Authorization: Bearer</code>.</p>"
-        "<table border='1' cellpadding='4'><tr><th>Method</th><th>Path</th><th>Summary</th>"
-        f"<th>Scopes</th></tr>{''.join(rows)}</table></body></html>"
-    )
+class EventTypeOut(BaseModel):
+    """One event type integrators can subscribe to.
+
+    Args:
+        type: the event type (``"job.completed"``).
+        description: what happened.
+        version: the payload version sent in the envelope's ``version``.
+        data_schema: JSON Schema of the envelope's ``data`` (None: any JSON object).
+    """
+
+    type: str
+    description: str = ""
+    version: str = "1"
+    data_schema: dict[str, Any] | None = None
 
 
-def meta_routes(api: ExternalAPI, version: str) -> list[Route]:
-    """Return the public ``openapi.json`` and ``docs`` routes of one version.
+class EventTypeList(BaseModel):
+    """The webhook event catalogue, served at ``<prefix>/<version>/webhooks/event-types``.
+
+    Args:
+        data: every event type, sorted by name.
+    """
+
+    data: list[EventTypeOut]
+
+
+def meta_routes(
+    api: RouteRegistry, version: str, routes_for: Callable[[str], list[Route]]
+) -> list[Route]:
+    """Return the public routes that describe one version.
+
+    ``openapi.json``, the interactive reference at ``docs`` (its assets under ``docs/``, not
+    listed in the document) and, with an event catalogue, ``webhooks/event-types``.
 
     Args:
         api: the registry.
         version: the version segment.
+        routes_for: the compiled routes of a version (the router's, meta routes included).
     """
     cache: dict[str, bytes] = {}
 
     def body() -> bytes:
         if "doc" not in cache:
-            cache["doc"] = json.dumps(api.openapi(version), separators=(",", ":")).encode()
+            doc = openapi_document(api, version, routes_for(version))
+            cache["doc"] = json.dumps(doc, separators=(",", ":")).encode()
         return cache["doc"]
 
     async def openapi_json(request: HandlerRequest) -> Response:
         return Response(body(), media_type="application/json")
 
     async def docs_page(request: HandlerRequest) -> Response:
-        return HTMLResponse(_docs_html(api, version, json.loads(body())))
+        return reference_page(f"{api.title} {version}")
 
+    async def docs_asset(request: HandlerRequest) -> Response:
+        name = request.path_params.get("name", "")
+        if name not in DOCS_ASSETS:
+            raise ProblemError(PROBLEMS["not-found"])
+        return asset_response(name)
+
+    async def event_types(request: HandlerRequest) -> EventTypeList:
+        events = api.events.list() if api.events is not None else []
+        return EventTypeList(
+            data=[
+                EventTypeOut(
+                    type=e.name,
+                    description=getattr(e, "description", "") or "",
+                    version=str(getattr(e, "version", "1")),
+                    data_schema=e.json_schema() if hasattr(e, "json_schema") else None,
+                )
+                for e in events
+            ]
+        )
+
+    specs: list[tuple[str, Any, str, dict[str, Any]]] = [
+        (
+            "/openapi.json",
+            openapi_json,
+            "OpenAPI document",
+            {"response_model": dict[str, Any]},
+        ),
+        ("/docs", docs_page, "API reference", {"response_media_type": "text/html"}),
+        ("/docs/{name}", docs_asset, "Reference page asset", {"include_in_schema": False}),
+    ]
+    if api.events is not None:
+        specs.append(
+            (
+                "/webhooks/event-types",
+                event_types,
+                "Webhook event types",
+                {"response_model": EventTypeList},
+            )
+        )
     out = []
-    for sub, fn, summary in (
-        ("/openapi.json", openapi_json, "OpenAPI document"),
-        ("/docs", docs_page, "API documentation"),
-    ):
+    for sub, fn, summary, extra in specs:
         route = Route(
             methods=("GET",),
             version=version,
@@ -321,6 +479,7 @@ def meta_routes(api: ExternalAPI, version: str) -> list[Route]:
             rate_class="read",
             summary=summary,
             tags=("meta",),
+            **extra,
         )
         route.prepare()
         out.append(route)

@@ -2,9 +2,9 @@
 
 One envelope for every list (:class:`Page`: ``data``, ``next_cursor``, ``has_more``); opaque
 cursors that clients cannot forge or alter (:class:`CursorCodec`, HMAC-SHA256 signed, bound to
-the sort and filters of the query that produced them); :class:`ListParams` parsing ``limit``
-(capped), ``cursor``, ``sort=-created_at`` or ``sortField``/``sortDirection`` restricted to
-declared fields, and declared equality filters; keyset pagination over a sequence
+the route, key, sort and filters of the query that produced them); :class:`ListParams` parsing
+``limit`` (capped), ``cursor``, ``sort=-created_at`` or ``sortField``/``sortDirection``
+restricted to declared fields, and declared equality filters; keyset pagination over a sequence
 (:func:`paginate`) or as an SQL clause (:func:`keyset_sql`).
 """
 
@@ -17,18 +17,25 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 
 from extapi_kit.exceptions import ConfigurationError, ProblemError
 from extapi_kit.problems import PROBLEMS
 
+if TYPE_CHECKING:
+    from extapi_kit.routing.handlers import HandlerRequest
+
 __all__ = ["CursorCodec", "ListParams", "Page", "keyset_sql", "paginate"]
 
 T = TypeVar("T")
 _COLUMN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAC_BYTES = 16
+# What a cursor position may hold: the JSON scalars a sort value or id can be.
+_SCALARS = (str, int, float, bool, type(None))
+_INT64 = 1 << 63
 
 
 class Page(BaseModel, Generic[T]):
@@ -55,6 +62,10 @@ def _unb64(text: str) -> bytes:
 
 def _bad_cursor() -> ProblemError:
     return ProblemError(PROBLEMS["bad-request"], detail="invalid cursor")
+
+
+def _foreign_cursor() -> ProblemError:
+    return ProblemError(PROBLEMS["bad-request"], detail="cursor does not match this query")
 
 
 class CursorCodec:
@@ -131,6 +142,8 @@ class ListParams:
         sort_field: the declared field to sort by.
         descending: sort direction.
         filters: declared equality filters present in the query.
+        route: what else the cursor is bound to: the route and the key
+            (:meth:`from_request` sets it to the method, the path and the key id).
     """
 
     limit: int
@@ -138,6 +151,7 @@ class ListParams:
     sort_field: str = "id"
     descending: bool = False
     filters: Mapping[str, str] = field(default_factory=dict)
+    route: str = ""
 
     @classmethod
     def from_query(
@@ -149,6 +163,7 @@ class ListParams:
         default_sort: str | None = None,
         default_limit: int = 20,
         max_limit: int = 100,
+        route: str = "",
     ) -> ListParams:
         """Parse ``limit``, ``cursor``, ``sort`` or ``sortField``/``sortDirection`` and filters.
 
@@ -159,6 +174,8 @@ class ListParams:
             default_sort: ``"-created_at"`` style default; the first sortable field otherwise.
             default_limit: limit when none is given.
             max_limit: the cap; larger values are a 422, not silently clamped.
+            route: binds cursors to a route and key (any string naming both); a cursor made
+                under another value is a 400. :meth:`from_request` fills it in.
 
         Raises:
             ProblemError: 422 ``validation-error`` naming the bad parameter.
@@ -183,11 +200,49 @@ class ListParams:
         if sort_field not in allowed:
             raise _invalid("sort", f"must be one of: {', '.join(allowed)}")
         chosen = {name: query[name] for name in filters if name in query}
-        return cls(limit, query.get("cursor") or None, sort_field, descending, chosen)
+        return cls(limit, query.get("cursor") or None, sort_field, descending, chosen, route)
+
+    @classmethod
+    def from_request(
+        cls,
+        req: HandlerRequest,
+        *,
+        sortable: Iterable[str] = ("id",),
+        filters: Iterable[str] = (),
+        default_sort: str | None = None,
+        default_limit: int = 20,
+        max_limit: int = 100,
+    ) -> ListParams:
+        """Parse a handler request's query, binding cursors to its path and key.
+
+        A cursor from ``/models`` sent to ``/projects/1/assets``, from another project's list,
+        or from another key's listing is a 400 ``bad-request``, even when sort and filters
+        match (issue 15, M8).
+
+        Args:
+            req: the handler request (its query string, method, path and principal).
+            sortable: fields a client may sort by; anything else is a 422.
+            filters: fields a client may filter on (equality); others are ignored.
+            default_sort: ``"-created_at"`` style default; the first sortable field otherwise.
+            default_limit: limit when none is given.
+            max_limit: the cap; larger values are a 422, not silently clamped.
+        """
+        raw = bytes(req.scope.get("query_string", b"")).decode("latin-1")
+        query = dict(parse_qsl(raw, keep_blank_values=True))
+        key_id = req.principal.key_id if req.principal is not None else ""
+        return cls.from_query(
+            query,
+            sortable=sortable,
+            filters=filters,
+            default_sort=default_sort,
+            default_limit=default_limit,
+            max_limit=max_limit,
+            route=f"{req.method} {req.scope.get('path', '')} {key_id}",
+        )
 
     def binding(self) -> list[Any]:
         """Return what a cursor is bound to: a cursor from another query is refused."""
-        return [self.sort_field, self.descending, sorted(self.filters.items())]
+        return [self.sort_field, self.descending, sorted(self.filters.items()), self.route]
 
 
 def _get(item: Any, name: str) -> Any:
@@ -199,8 +254,22 @@ def _position(params: ListParams, codec: CursorCodec) -> tuple[Any, Any] | None:
         return None
     state = codec.decode(params.cursor)
     if state.get("b") != json.loads(json.dumps(params.binding())):
-        raise ProblemError(PROBLEMS["bad-request"], detail="cursor does not match this query")
-    return state.get("v"), state.get("id")
+        raise _foreign_cursor()
+    position = state.get("v"), state.get("id")
+    # Signed is not the same as fitting this list: a cursor signed under the same secret by an
+    # older version or another list may hold values of other types (issue 15, M8).
+    if not all(isinstance(x, _SCALARS) for x in position):
+        raise _foreign_cursor()
+    return position
+
+
+def _after(rows: list[T], key: Callable[[T], Any], position: Any, descending: bool) -> list[T]:
+    try:
+        if descending:
+            return [it for it in rows if key(it) < position]
+        return [it for it in rows if key(it) > position]
+    except TypeError:  # e.g. a string id against integer ids
+        raise _foreign_cursor() from None
 
 
 def paginate(
@@ -231,14 +300,14 @@ def paginate(
     if where is not None:
         rows = [it for it in rows if where(it)]
     f = params.sort_field
-    rows.sort(key=lambda it: (_get(it, f), _get(it, id_field)), reverse=params.descending)
+
+    def sort_key(it: T) -> tuple[Any, Any]:
+        return _get(it, f), _get(it, id_field)
+
+    rows.sort(key=sort_key, reverse=params.descending)
     position = _position(params, codec)
     if position is not None:
-        after = position
-        if params.descending:
-            rows = [it for it in rows if (_get(it, f), _get(it, id_field)) < after]
-        else:
-            rows = [it for it in rows if (_get(it, f), _get(it, id_field)) > after]
+        rows = _after(rows, sort_key, position, params.descending)
     page = rows[: params.limit]
     has_more = len(rows) > params.limit
     next_cursor = None
@@ -284,6 +353,10 @@ def keyset_sql(
         clauses.append(f'"{name}" = ?')
         args.append(value)
     position = _position(params, codec)
+    if position is not None and any(
+        isinstance(x, int) and not -_INT64 <= x < _INT64 for x in position
+    ):
+        raise _foreign_cursor()  # no SQL integer holds it
     op = "<" if params.descending else ">"
     col = f'"{params.sort_field}"'
     if position is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -28,20 +28,15 @@ from extapi_kit.routing.grant_filter import (
 from extapi_kit.routing.grants import GrantSpec, check_body, check_lookup, check_request
 from extapi_kit.routing.handlers import HandlerRequest, call_handler
 from extapi_kit.routing.matcher import Matcher
+from extapi_kit.routing.openapi import meta_routes
+from extapi_kit.routing.paths import render_parts
+from extapi_kit.routing.registry import RouteRegistry
 from extapi_kit.routing.routes import Route, RouteEntry
-from extapi_kit.routing.targets import (
-    call_app,
-    render_parts,
-    send_problem_error,
-    with_headers,
-)
+from extapi_kit.routing.targets import call_app, send_problem_error, with_headers
 from extapi_kit.routing.upstream import build_url, proxy_request
 from extapi_kit.routing.validation import parse_query, validate_body, validate_model
 
-if TYPE_CHECKING:
-    from extapi_kit.routing.api import ExternalAPI
-
-__all__ = ["MATCH_KEY", "RegistryRouter", "RouteResolverMiddleware"]
+__all__ = ["MATCH_KEY", "RegistryRouter", "RouteResolverMiddleware", "router_of"]
 
 # Scope key holding ``(path, method, entry, params, allowed)`` from the one match per request.
 MATCH_KEY = "extapi_kit.route_match"
@@ -55,17 +50,15 @@ class RegistryRouter:
     """The innermost app: dispatches matched requests to their targets; 404/405 otherwise.
 
     Args:
-        api: the :class:`~extapi_kit.routing.api.ExternalAPI` to serve (compiled here).
+        api: the :class:`~extapi_kit.routing.registry.RouteRegistry` to serve (compiled here).
     """
 
-    def __init__(self, api: ExternalAPI) -> None:
-        from extapi_kit.routing.openapi import meta_routes
-
+    def __init__(self, api: RouteRegistry) -> None:
         self.api = api
         self._routes: list[Route] = list(api.routes)
         if api.docs:
             for version in api.versions:
-                self._routes.extend(meta_routes(api, version))
+                self._routes.extend(meta_routes(api, version, self.routes_for))
         entries: list[tuple[str, str, RouteEntry]] = []
         for route in self._routes:
             for method in route.methods:
@@ -248,6 +241,20 @@ class RegistryRouter:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def router_of(api: RouteRegistry) -> RegistryRouter:
+    """Return the registry's router, compiling it (and freezing the routes) on first use.
+
+    Args:
+        api: the registry.
+    """
+    compiled = api.compiled
+    if isinstance(compiled, RegistryRouter):
+        return compiled
+    router = RegistryRouter(api)
+    api.compiled = router
+    return router
 
 
 def _grant_send(spec: GrantSpec, ctx: RequestContext, scope: Scope, send: Send) -> Send:

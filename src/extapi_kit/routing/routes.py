@@ -13,6 +13,8 @@ from pydantic import BaseModel, TypeAdapter
 from extapi_kit._types import ASGIApp
 from extapi_kit.context import RouteSettings
 from extapi_kit.routing.grants import GrantSpec, ResourceLookup, compile_grants
+from extapi_kit.routing.matcher import compile_template
+from extapi_kit.routing.paths import compile_path
 from extapi_kit.routing.validation import multi_fields
 
 __all__ = ["Route", "RouteEntry", "deprecation_headers"]
@@ -91,6 +93,7 @@ class Route:
     path_model: type[BaseModel] | None = None
     request_model: Any = None
     response_model: Any = None
+    response_media_type: str = "application/json"
     status_code: int = 200
     summary: str | None = None
     description: str | None = None
@@ -115,9 +118,6 @@ class Route:
 
     def prepare(self) -> None:
         """Precompute adapters and headers so the request path does no setup."""
-        from extapi_kit.routing.matcher import compile_template
-        from extapi_kit.routing.targets import compile_path
-
         self.internal_parts = compile_path(self.internal_path)
         self.grants = compile_grants(
             compile_template(self.template).params,
@@ -128,7 +128,9 @@ class Route:
         )
         if self.request_model is not None:
             self.request_adapter = TypeAdapter(self.request_model)
-        if self.response_model is not None:
+        # A streamed answer (text/event-stream) documents its events' model; it is not buffered
+        # to be validated.
+        if self.response_model is not None and self.response_media_type == "application/json":
             self.response_adapter = TypeAdapter(self.response_model)
         if self.query_model is not None:
             self.query_multi = multi_fields(self.query_model)

@@ -56,8 +56,11 @@ _CLIENT_ONLY = frozenset(
     }
 )
 # A tool never sets cookies on the public API's origin (a lenient parser may also have split
-# one out of a bare-LF header value, W12).
-_RESPONSE_DROP = frozenset({b"set-cookie", b"set-cookie2"})
+# one out of a bare-LF header value, W12). ``Date`` and ``Server`` describe the connection's own
+# server (RFC 9110 §6.6.1, §10.2.4): the ASGI server in front (uvicorn) always adds its own, so
+# relaying the tool's gave clients two of each (issue 18 §6), and the tool's ``Server`` named
+# software behind the gateway that the public API need not reveal.
+_RESPONSE_DROP = frozenset({b"set-cookie", b"set-cookie2", b"date", b"server"})
 MAX_HEADER_VALUE = 8 * 1024
 MAX_HEADERS_TOTAL = 64 * 1024
 MAX_HEADER_COUNT = 100

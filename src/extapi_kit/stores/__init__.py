@@ -1,4 +1,6 @@
-"""Stores chosen by URL: ``memory://``, ``sqlite:///file.db``, ``redis://host:6379/0``.
+"""Stores chosen by URL: ``memory://``, ``sqlite:///file.db``, ``redis://host:6379/0`` (also
+``redis+cluster://h1:p1,h2:p2/`` and ``redis+sentinel://h1:p1,h2:p2/<service>``),
+``postgresql://user@host:5432/db`` (``pip install 'extapi-kit[postgres]'``).
 
 Each kind of store (``keys``, ``audit``, ``idempotency``, ``webhooks``, ``usage``) has a Protocol in
 its feature package and built-ins registered here by URL scheme, the way ``limits`` registers its
@@ -24,30 +26,60 @@ _REGISTRY: dict[str, dict[str, str | Callable[..., Any]]] = {
         "sqlite": "extapi_kit.audit.sink_sqlite:SQLiteSink",
         "redis": "extapi_kit.audit.sink_redis:RedisSink",
         "rediss": "extapi_kit.audit.sink_redis:RedisSink",
+        "redis+cluster": "extapi_kit.audit.sink_redis:RedisSink",
+        "rediss+cluster": "extapi_kit.audit.sink_redis:RedisSink",
+        "redis+sentinel": "extapi_kit.audit.sink_redis:RedisSink",
+        "rediss+sentinel": "extapi_kit.audit.sink_redis:RedisSink",
+        "postgresql": "extapi_kit.audit.sink_postgres:PostgresSink",
+        "postgres": "extapi_kit.audit.sink_postgres:PostgresSink",
     },
     "keys": {
         "memory": "extapi_kit.keys.store_memory:MemoryKeyStore",
         "sqlite": "extapi_kit.keys.store_sqlite:SQLiteKeyStore",
         "redis": "extapi_kit.keys.store_redis:RedisKeyStore",
         "rediss": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "redis+cluster": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "rediss+cluster": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "redis+sentinel": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "rediss+sentinel": "extapi_kit.keys.store_redis:RedisKeyStore",
+        "postgresql": "extapi_kit.keys.store_postgres:PostgresKeyStore",
+        "postgres": "extapi_kit.keys.store_postgres:PostgresKeyStore",
     },
     "idempotency": {
         "memory": "extapi_kit.idempotency.store_memory:MemoryIdempotencyStore",
         "sqlite": "extapi_kit.idempotency.store_sqlite:SQLiteIdempotencyStore",
         "redis": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
         "rediss": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "redis+cluster": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "rediss+cluster": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "redis+sentinel": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "rediss+sentinel": "extapi_kit.idempotency.store_redis:RedisIdempotencyStore",
+        "postgresql": "extapi_kit.idempotency.store_postgres:PostgresIdempotencyStore",
+        "postgres": "extapi_kit.idempotency.store_postgres:PostgresIdempotencyStore",
     },
     "usage": {
         "memory": "extapi_kit.usage.store_memory:MemoryUsageStore",
         "sqlite": "extapi_kit.usage.store_sqlite:SQLiteUsageStore",
         "redis": "extapi_kit.usage.store_redis:RedisUsageStore",
         "rediss": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "redis+cluster": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "rediss+cluster": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "redis+sentinel": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "rediss+sentinel": "extapi_kit.usage.store_redis:RedisUsageStore",
+        "postgresql": "extapi_kit.usage.store_postgres:PostgresUsageStore",
+        "postgres": "extapi_kit.usage.store_postgres:PostgresUsageStore",
     },
     "webhooks": {
         "memory": "extapi_kit.webhooks.store_memory:MemoryWebhookStore",
         "sqlite": "extapi_kit.webhooks.store_sqlite:SQLiteWebhookStore",
         "redis": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
         "rediss": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "redis+cluster": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "rediss+cluster": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "redis+sentinel": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "rediss+sentinel": "extapi_kit.webhooks.store_redis:RedisWebhookStore",
+        "postgresql": "extapi_kit.webhooks.store_postgres:PostgresWebhookStore",
+        "postgres": "extapi_kit.webhooks.store_postgres:PostgresWebhookStore",
     },
 }
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from extapi_kit._files import create_private_file, make_private_dirs
 from extapi_kit.exceptions import ConfigurationError, StoreError, StoreUnavailableError
 
 __all__ = ["SQLiteDatabase", "sqlite_path_from_url"]
@@ -52,7 +53,8 @@ class SQLiteDatabase:
     """One SQLite connection driven from a dedicated thread.
 
     Args:
-        path: the database file (created with its directory if missing) or ``":memory:"``.
+        path: the database file (created ``0600``, with its directory ``0700``, if missing) or
+            ``":memory:"``.
         busy_timeout: seconds to wait for a lock held by another connection or process.
     """
 
@@ -70,8 +72,11 @@ class SQLiteDatabase:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             if self.path != ":memory:":
-                parent = os.path.dirname(os.path.abspath(self.path))
-                os.makedirs(parent, exist_ok=True)
+                # Stores hold key hashes and webhook signing secrets: a database we create is
+                # 0600 in a 0700 directory whatever the umask, and SQLite gives its -wal/-shm
+                # files the database file's mode. An existing file keeps its mode (issue 15 G4).
+                make_private_dirs(os.path.dirname(os.path.abspath(self.path)))
+                create_private_file(self.path)
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout,

@@ -1,9 +1,11 @@
 """SQLite usage store: one row per (subject, day, field), upserted in batches.
 
+The statements are shared with PostgreSQL (:mod:`extapi_kit.usage._sql`).
+
 Batches arrive from the tracker's flusher (about once a second), so a write transaction per batch
 is cheap. Quota charges run in ``BEGIN IMMEDIATE`` transactions, which serialise writers across
 processes sharing the file, so the check-and-charge is exact; notification marks use
-``INSERT OR IGNORE`` so exactly one caller sees its row inserted.
+``ON CONFLICT DO NOTHING`` so exactly one caller sees its row inserted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from extapi_kit.exceptions import ConfigurationError
 from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
+from extapi_kit.usage._sql import UsageSQL
 from extapi_kit.usage.store import Counts, QuotaCheck
 
 __all__ = ["SQLiteUsageStore"]
@@ -40,6 +43,7 @@ class SQLiteUsageStore:
         if not _PREFIX_RE.fullmatch(table_prefix):
             raise ConfigurationError(f"invalid table prefix {table_prefix!r}")
         self._p = table_prefix
+        self._sql = UsageSQL(table_prefix)
         self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
         self._ready = False
 
@@ -90,11 +94,7 @@ class SQLiteUsageStore:
         rows = [(s, d, f, n) for (s, d, f), n in counts.items()]
         if not rows:
             return
-        sql = (
-            f"INSERT INTO {self._p}_days (subject, day, field, n) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (subject, day, field) DO UPDATE SET n = n + excluded.n"
-        )
-        mark = f"INSERT OR IGNORE INTO {self._p}_batches (id, at) VALUES (?, ?)"
+        sql, mark = self._sql.add_day, self._sql.mark_batch
         batch_id = batch or secrets.token_hex(12)
         now = time.time()
 
@@ -120,9 +120,7 @@ class SQLiteUsageStore:
         out: dict[str, dict[str, int]] = {d: {} for d in days}
         if not days:
             return out
-        sql = (
-            f"SELECT day, field, n FROM {self._p}_days WHERE subject = ? AND day >= ? AND day <= ?"
-        )
+        sql = self._sql.days
         rows = await self._run(lambda c: c.execute(sql, (subject, min(days), max(days))).fetchall())
         for day, name, n in rows:
             if day in out:
@@ -136,25 +134,19 @@ class SQLiteUsageStore:
             checks: counters and limits.
             cost: units to charge.
         """
-        table = f"{self._p}_quota"
+        sql = self._sql
 
         def do(c: sqlite3.Connection) -> tuple[bool, list[int]]:
             c.execute("BEGIN IMMEDIATE")
             try:
                 used = []
                 for chk in checks:
-                    row = c.execute(
-                        f"SELECT used FROM {table} WHERE counter = ?", (chk.counter,)
-                    ).fetchone()
+                    row = c.execute(sql.quota_used, (chk.counter,)).fetchone()
                     used.append(int(row[0]) if row else 0)
                 if any(u + cost > chk.limit for u, chk in zip(used, checks, strict=True)):
                     c.execute("ROLLBACK")
                     return False, used
-                c.executemany(
-                    f"INSERT INTO {table} (counter, used) VALUES (?, ?) "
-                    "ON CONFLICT (counter) DO UPDATE SET used = used + excluded.used",
-                    [(chk.counter, cost) for chk in checks],
-                )
+                c.executemany(sql.quota_charge, [(chk.counter, cost) for chk in checks])
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
@@ -170,7 +162,7 @@ class SQLiteUsageStore:
         Args:
             counter: the counter name.
         """
-        sql = f"SELECT used FROM {self._p}_quota WHERE counter = ?"
+        sql = self._sql.quota_used
         row = await self._run(lambda c: c.execute(sql, (counter,)).fetchone())
         return int(row[0]) if row else 0
 
@@ -181,7 +173,7 @@ class SQLiteUsageStore:
             mark: the mark name.
             ttl: unused (marks name their period, so stale ones never match again).
         """
-        sql = f"INSERT OR IGNORE INTO {self._p}_marks (mark) VALUES (?)"
+        sql = self._sql.mark
         changed = await self._run(lambda c: c.execute(sql, (mark,)).rowcount)
         return bool(changed)
 
@@ -191,9 +183,9 @@ class SQLiteUsageStore:
         Args:
             before_day: the first date kept.
         """
-        sql = f"DELETE FROM {self._p}_days WHERE day < ?"
+        sql = self._sql.prune_days
         # Batch ids only guard re-sends, which happen within minutes.
-        old = f"DELETE FROM {self._p}_batches WHERE at < ?"
+        old = self._sql.prune_batches
         cutoff = time.time() - BATCH_MEMORY
 
         def do(c: sqlite3.Connection) -> int:

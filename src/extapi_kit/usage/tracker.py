@@ -189,6 +189,31 @@ class UsageTracker(UsageQueries):
             owner: its owner.
         """
         allowed, used = await self.store.consume(plan.checks, cost)
+        return self.settle(plan, allowed, used, cost, now, key_id, owner)
+
+    def settle(
+        self,
+        plan: QuotaPlan,
+        allowed: bool,
+        used: list[int],
+        cost: int,
+        now: float,
+        key_id: str,
+        owner: str | None,
+    ) -> QuotaDecision:
+        """Turn a charge's figures into a decision and queue the 80%/100% notifications.
+
+        The rate limiter calls this when it charged the quotas in its own Redis script.
+
+        Args:
+            plan: the quotas charged.
+            allowed: whether every quota had room (then all were charged).
+            used: each counter's units after the charge (unchanged when refused).
+            cost: units the request costs.
+            now: epoch seconds.
+            key_id: the key id (for the event payload).
+            owner: its owner.
+        """
         decision = QuotaDecision(allowed, plan, used, now)
         if self._on_event is not None:
             for line, u, warn in zip(plan.lines, used, plan.warn_at, strict=True):

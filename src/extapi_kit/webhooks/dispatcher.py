@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -27,7 +28,13 @@ from typing import Any
 
 from extapi_kit import telemetry
 from extapi_kit._types import ASGIApp, Receive, Scope, Send
-from extapi_kit.exceptions import ConfigurationError, NotFoundError
+from extapi_kit.exceptions import ExtAPIKitError, NotFoundError
+from extapi_kit.webhooks._validation import (
+    MAX_RATE_LIMIT,
+    MIN_RATE_LIMIT,
+    check_concurrency,
+    check_number,
+)
 from extapi_kit.webhooks.catalogue import EventCatalogue
 from extapi_kit.webhooks.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from extapi_kit.webhooks.outbox import EndpointCache, build_event, deliveries_for
@@ -41,6 +48,10 @@ __all__ = ["WebhookDispatcher"]
 logger = logging.getLogger("extapi_kit.webhooks")
 
 DISABLED_EVENT = "webhook.endpoint.disabled"
+# A store that fails every poll is logged once per this many seconds, as a warning naming the
+# error class, not a traceback per poll (W13).
+FAILURE_LOG_INTERVAL = 60.0
+MAX_DISPATCH_CONCURRENCY = 10_000
 
 
 def encode_body(event: Event) -> bytes:
@@ -59,18 +70,21 @@ class WebhookDispatcher:
         store: a :class:`~extapi_kit.webhooks.store.WebhookStore`.
         sender: a ``WebhookSender`` (default: one with an SSRF guard honouring ``allow_loopback``).
         retry: the retry policy (default schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
-        concurrency: attempts in flight in this process.
-        per_endpoint_concurrency: attempts in flight per endpoint (``Endpoint.max_concurrency``
-            overrides it).
-        lease_seconds: how long a claimed delivery stays ours; longer than the sender's deadline.
-        poll_interval: seconds between store polls when idle (local publishes wake it at once).
-        disable_after: disable an endpoint failing without a single success for this long.
+        concurrency: attempts in flight in this process (1 to 10,000).
+        per_endpoint_concurrency: attempts in flight per endpoint (1 to 1000;
+            ``Endpoint.max_concurrency`` overrides it).
+        lease_seconds: how long a claimed delivery stays ours; longer than the sender's deadline
+            (at most a day).
+        poll_interval: seconds between store polls when idle (local publishes wake it at once;
+            at most an hour).
+        disable_after: disable an endpoint failing without a single success for this long (at
+            most 365 days).
         clock: returns epoch seconds (inject ``FakeClock`` in tests).
         allow_loopback: let the default sender reach 127.0.0.1 (tests and demos only), for
             endpoints that were registered with loopback allowed too.
         on_endpoint_disabled: called (sync or async) with the endpoint after it is disabled.
         operational_events: also publish ``webhook.endpoint.disabled`` to subscribed endpoints.
-        endpoint_cache_ttl: seconds an endpoint read from the store is reused.
+        endpoint_cache_ttl: seconds an endpoint read from the store is reused (at most an hour).
         catalogue: if given, every publish is checked against it.
         owner: this dispatcher's lease-owner id (default: host, pid and a random suffix).
         key_grants: resolves an endpoint's ``key_id`` to that key's current grants (for example
@@ -101,10 +115,15 @@ class WebhookDispatcher:
         key_grants: GrantsResolver | None = None,
         resource_fields: Mapping[str, str] | None = None,
     ) -> None:
-        if concurrency < 1 or per_endpoint_concurrency < 1:
-            raise ConfigurationError("concurrency limits must be at least 1")
-        if lease_seconds <= 0 or poll_interval <= 0:
-            raise ConfigurationError("lease_seconds and poll_interval must be positive")
+        # Every knob bounded where it enters: inf or NaN would be accepted and then silently
+        # ignored (a poll that never comes, a lease that never expires; M10).
+        check_concurrency(concurrency, "concurrency", high=MAX_DISPATCH_CONCURRENCY)
+        check_concurrency(per_endpoint_concurrency, "per_endpoint_concurrency")
+        check_number(lease_seconds, "lease_seconds", low=0, high=86400, low_open=True, unit=" s")
+        check_number(poll_interval, "poll_interval", low=0, high=3600, low_open=True, unit=" s")
+        check_number(disable_after, "disable_after", low=0, high=365 * 86400, low_open=True,
+                     unit=" s")  # fmt: skip
+        check_number(endpoint_cache_ttl, "endpoint_cache_ttl", low=0, high=3600, unit=" s")
         self.store = store
         self._sender = sender
         self._strict: Any = None
@@ -137,6 +156,9 @@ class WebhookDispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._starved = False
+        self._poll_error: str | None = None
+        self._poll_failing_since = 0.0
+        self._poll_logged_at = -math.inf
 
     def __repr__(self) -> str:
         return f"WebhookDispatcher(store={self.store!r}, owner={self.owner!r})"
@@ -164,9 +186,12 @@ class WebhookDispatcher:
                 ``data`` by the catalogue type's or the dispatcher's ``resource_fields``.
         """
         fields = self.resource_fields
+        version = "1"
         if self.catalogue is not None and type != DISABLED_EVENT:
             data = self.catalogue.validate(type, data)
             declared = self.catalogue.get(type)
+            if declared is not None:
+                version = declared.version
             if declared is not None and declared.resource_fields:
                 fields = {**fields, **declared.resource_fields}
         event = build_event(
@@ -177,6 +202,8 @@ class WebhookDispatcher:
             resources=resources,
             resource_fields=fields,
         )
+        if version != event.version:
+            event = event.model_copy(update={"version": version})
         with telemetry.tracer().start_as_current_span("webhooks.publish") as span:
             span.set_attribute("webhook.event_type", type)
             endpoints = [e for e in await self.endpoints.all() if e.accepts(type)]
@@ -197,6 +224,11 @@ class WebhookDispatcher:
             return
         self._stopping = False
         self._ensure_sender()
+        # A store that can announce commits (PostgreSQL LISTEN/NOTIFY) wakes the loop at once;
+        # the poll interval then only picks up retries falling due.
+        listen = getattr(self.store, "listen_for_work", None)
+        if callable(listen):
+            await listen(self._wake.set)
         self._loop_task = asyncio.create_task(self._loop(), name="extapi-webhooks-dispatcher")
 
     async def stop(self, *, grace: float = 10.0) -> None:
@@ -207,6 +239,9 @@ class WebhookDispatcher:
         """
         self._stopping = True
         self._wake.set()
+        unlisten = getattr(self.store, "stop_listening", None)
+        if callable(unlisten):
+            unlisten(self._wake.set)
         if self._loop_task is not None:
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
@@ -328,18 +363,70 @@ class WebhookDispatcher:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            # Cleared before claiming, not after: a wake-up arriving while the claim runs (a
+            # commit the claim did not see yet) must start another round, not be lost.
+            self._wake.clear()
             try:
                 claimed = await self._fill()
-            except Exception:
-                logger.exception("webhook dispatcher: claiming failed; retrying")
+            except Exception as exc:
+                self._poll_failed(exc)
                 claimed = 0
+            else:
+                self._poll_recovered()
             if claimed and not self._stopping:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except TimeoutError:
                 pass
+
+    def _poll_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._poll_error is None:
+            self._poll_failing_since = now
+        self._poll_error = type(exc).__name__
+        if now - self._poll_logged_at >= FAILURE_LOG_INTERVAL:
+            self._poll_logged_at = now
+            # Our own errors carry safe messages; anything else is named by its class only, so
+            # no server address or credential from a client's message reaches the log.
+            detail = f": {exc}" if isinstance(exc, ExtAPIKitError) else ""
+            logger.warning(
+                "webhook dispatcher: polling the store failed (%s%s); retrying every %g s, "
+                "logged at most every %g s",
+                self._poll_error,
+                detail,
+                self.poll_interval,
+                FAILURE_LOG_INTERVAL,
+            )
+
+    def _poll_recovered(self) -> None:
+        if self._poll_error is None:
+            return
+        logger.info(
+            "webhook dispatcher: polling the store recovered after %.1f s (%s)",
+            time.monotonic() - self._poll_failing_since,
+            self._poll_error,
+        )
+        self._poll_error = None
+        self._poll_logged_at = -math.inf
+
+    @property
+    def poll_error(self) -> str | None:
+        """The error class of the last poll when polling the store is failing, else None."""
+        return self._poll_error
+
+    async def ping(self) -> bool:
+        """Return True when the store answers and the background loop is polling it.
+
+        A store can answer ``PING`` while every poll fails (a Redis that lost its consumer
+        group, say), so a health check should ask the dispatcher, not only the store.
+        """
+        task = self._loop_task
+        if task is not None and task.done():
+            return False
+        if self._poll_error is not None:
+            return False
+        return await self.store.ping()
 
     def _saturated(self) -> tuple[list[str], int]:
         """Endpoints holding a full buffer (2 x their cap), and how many deliveries they hold."""
@@ -405,6 +492,8 @@ class WebhookDispatcher:
                 continue
             rate = endpoint.rate_limit if endpoint is not None else None
             if rate:
+                # Clamped for endpoints stored before registration bounded the rate (M10).
+                rate = min(rate, MAX_RATE_LIMIT) if rate >= MIN_RATE_LIMIT else MIN_RATE_LIMIT
                 now = loop.time()
                 start_at = self._next_start.get(ep_id, now)
                 if start_at > now:
@@ -490,7 +579,7 @@ class WebhookDispatcher:
             sender = self._sender
             if self._strict is not None and not endpoint.allow_loopback:
                 sender = self._strict
-            result = await sender.send(endpoint.url, headers, body)
+            result = await self._send(sender, delivery, endpoint.url, headers, body)
             span.set_attribute("http.response.status_code", result.status or 0)
         attempt = Attempt(
             delivery_id=delivery.id,
@@ -519,6 +608,29 @@ class WebhookDispatcher:
             delivery, attempt, owner=self.owner, status=status, next_attempt_at=next_at
         )
         await self._record_health(endpoint.id, result, now)
+
+    async def _send(
+        self, sender: Any, delivery: Delivery, url: str, headers: dict[str, str], body: bytes
+    ) -> Any:
+        """Send through ``sender``; an exception is a failed attempt, never a silent re-lease.
+
+        A sender that raises would otherwise leave the delivery leased with no attempt recorded,
+        taken again every lease period forever and never counted toward disabling (W14).
+        """
+        from extapi_kit.webhooks.sender import AttemptResult
+
+        start = time.perf_counter()
+        try:
+            return await sender.send(url, headers, body)
+        except Exception as exc:
+            logger.warning(
+                "webhook delivery %s: the sender raised %s; recorded as a failed attempt",
+                delivery.id,
+                type(exc).__name__,
+            )
+            return AttemptResult(
+                status=None, duration=time.perf_counter() - start, error="internal_error"
+            )
 
     async def _record_health(self, endpoint_id: str, result: Any, now: float) -> None:
         """Track the endpoint's unbroken run of failures; disable it on 410 or after the window."""

@@ -16,6 +16,12 @@ from typing import Any
 from extapi_kit.context import Principal
 from extapi_kit.exceptions import ConfigurationError, ConflictError
 from extapi_kit.keys._validation import check_grants
+from extapi_kit.webhooks._validation import (
+    MAX_URL_LENGTH,
+    check_concurrency,
+    check_grace,
+    check_rate_limit,
+)
 from extapi_kit.webhooks.models import (
     Attempt,
     Delivery,
@@ -24,7 +30,7 @@ from extapi_kit.webhooks.models import (
     EndpointSecret,
     Event,
 )
-from extapi_kit.webhooks.scoping import covers
+from extapi_kit.webhooks.scoping import audience_allows, covers
 from extapi_kit.webhooks.signing import generate_secret, signature_headers
 from extapi_kit.webhooks.ssrf import URLGuard
 from extapi_kit.webhooks.store import WebhookStore
@@ -32,6 +38,8 @@ from extapi_kit.webhooks.store import WebhookStore
 __all__ = ["TestResult", "WebhookManager"]
 
 TEST_EVENT = "webhook.test"
+# How long a recorded test ping is leased between being stored and finished (never reached).
+_TEST_LEASE = 300.0
 _UNSET: Any = object()
 
 
@@ -106,8 +114,8 @@ class WebhookManager:
             url: the receiver URL (checked by the SSRF guard; no DNS at registration).
             event_types: types it receives; empty = all.
             description: free text.
-            rate_limit: deliveries per second at most.
-            max_concurrency: in-flight cap.
+            rate_limit: deliveries per second at most (0.001 to 1000).
+            max_concurrency: in-flight cap (1 to 1000).
             metadata: free key/value data.
             owner: an owner (tenant) id, for listing.
             grants: resource grants limiting the events it receives (type -> ids).
@@ -117,7 +125,7 @@ class WebhookManager:
                 ``owner`` and copies the key's restricted grants, so the endpoint stays scoped
                 even where the dispatcher has no ``key_grants`` (not together with ``grants``).
         """
-        self.guard.check_syntax(url)
+        _check_url(self.guard, url)
         _check_limits(rate_limit, max_concurrency)
         scoped = _stored_grants(grants)
         if principal is not None:
@@ -200,7 +208,7 @@ class WebhookManager:
         if grants is not _UNSET:
             changes["grants"] = _stored_grants(grants)
         if url is not None:
-            self.guard.check_syntax(url)
+            _check_url(self.guard, url)
             changes["url"] = url
         if event_types is not None:
             changes["event_types"] = list(event_types)
@@ -232,13 +240,14 @@ class WebhookManager:
 
         Args:
             endpoint_id: its id.
-            grace: seconds the previous secrets stay valid (0 = drop them now).
+            grace: seconds the previous secrets stay valid (0 = drop them now; at most
+                ``MAX_SECRET_GRACE``, 30 days).
 
         Returns:
             The new secret (show it once).
         """
-        if grace < 0:
-            raise ConfigurationError("grace must be >= 0 seconds")
+        # At most MAX_SECRET_GRACE: a grace of 1e308 s kept the old secret signing forever (M10).
+        grace = check_grace(grace)
         endpoint = await self.store.get_endpoint(endpoint_id)
         now = self.clock()
         until = now + grace
@@ -253,6 +262,9 @@ class WebhookManager:
 
     async def send_test(self, endpoint_id: str) -> TestResult:
         """Send a signed ``webhook.test`` ping now and report what the endpoint answered.
+
+        The ping is recorded as a delivery marked ``test`` (with its one manual attempt), so it
+        lists with the endpoint's deliveries; it is never retried or replayed.
 
         Args:
             endpoint_id: its id.
@@ -273,7 +285,42 @@ class WebhookManager:
         finally:
             if self._sender is None:
                 await sender.aclose()
-        return TestResult(r.ok, r.status, r.error, r.duration, r.response_excerpt or "")
+        result = TestResult(r.ok, r.status, r.error, r.duration, r.response_excerpt or "")
+        await self._record_test(event, msg, result, now)
+        return result
+
+    async def _record_test(
+        self, event: Event, msg: Delivery, result: TestResult, now: float
+    ) -> None:
+        # "Test ping OK" then "0 deliveries" hid the ping (issue 18 §4). It is written through
+        # the protocol's ordinary lease path (added as leased by a private owner, then finished
+        # with its attempt), so every backend records it without a method of its own; the lease
+        # outlives the two calls, so no dispatcher takes it in between.
+        owner = f"test:{msg.id}"
+        until = now + _TEST_LEASE
+        leased = msg.model_copy(
+            update={
+                "status": DeliveryStatus.DELIVERING,
+                "lease_owner": owner,
+                "lease_until": until,
+                "next_attempt_at": until,
+                "created_at": now,
+                "test": True,
+            }
+        )
+        attempt = Attempt(
+            delivery_id=msg.id,
+            time=now,
+            duration=result.duration,
+            status=result.status,
+            response_excerpt=result.response_excerpt,
+            error=result.error,
+            manual=True,
+        )
+        status = DeliveryStatus.SUCCEEDED if result.ok else DeliveryStatus.FAILED
+        await self.store.publish(event, [])
+        await self.store.add_deliveries([leased])
+        await self.store.finish(leased, attempt, owner=owner, status=status)
 
     # -- deliveries, attempts, replay ----------------------------------------------------------
 
@@ -319,18 +366,29 @@ class WebhookManager:
             delivery_id: its id.
         """
         delivery = await self.store.get_delivery(delivery_id)
+        if delivery.test:
+            raise ConflictError(f"delivery {delivery_id} is a test ping; send a new test instead")
         await self._pacing(delivery.endpoint_id)
         if delivery.status == DeliveryStatus.DELIVERING:
             raise ConflictError(f"delivery {delivery_id} is being delivered right now")
         return await self.store.requeue(delivery_id, at=self.clock())
 
-    async def replay_failed(self, endpoint_id: str, *, since: float, limit: int = 100_000) -> int:
+    async def replay_failed(
+        self,
+        endpoint_id: str,
+        *,
+        since: float,
+        limit: int = 100_000,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Requeue every failed delivery of an endpoint created since a time, paced at its rate.
 
         Args:
             endpoint_id: the endpoint.
             since: epoch time.
             limit: at most this many.
+            on_progress: called with ``(done, total)`` as deliveries are requeued (the CLI
+                draws a progress line from it).
 
         Returns:
             How many deliveries were requeued.
@@ -339,13 +397,22 @@ class WebhookManager:
         failed = await self.store.list_deliveries(
             endpoint_id=endpoint_id, status=DeliveryStatus.FAILED, since=since, limit=limit
         )
+        failed = [d for d in failed if not d.test]  # a failed test ping is no event to resend
         now = self.clock()
         for i, d in enumerate(failed):
             await self.store.requeue(d.id, at=now + i * step)
+            if on_progress is not None:
+                on_progress(i + 1, len(failed))
         return len(failed)
 
     async def replay_events(
-        self, event_type: str, *, since: float, to_endpoint: str, limit: int = 100_000
+        self,
+        event_type: str,
+        *,
+        since: float,
+        to_endpoint: str,
+        limit: int = 100_000,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """Deliver every event of a type since a time to an endpoint (new deliveries), paced.
 
@@ -354,6 +421,7 @@ class WebhookManager:
             since: epoch time.
             to_endpoint: the endpoint (for example one just added).
             limit: at most this many events.
+            on_progress: called with ``(done, total)`` after each batch of new deliveries.
 
         Returns:
             How many deliveries were created.
@@ -362,7 +430,11 @@ class WebhookManager:
         endpoint = await self.store.get_endpoint(to_endpoint)
         listed = await self.store.list_events(type=event_type, since=since, limit=limit)
         # The endpoint's own grants here; the owning key's are checked before each attempt.
-        events = [e for e in listed if covers(endpoint.grants, e.resources)]
+        events = [
+            e
+            for e in listed
+            if audience_allows(endpoint, e.resources) and covers(endpoint.grants, e.resources)
+        ]
         now = self.clock()
         new = [
             Delivery(event_id=e.id, endpoint_id=to_endpoint, next_attempt_at=now + i * step,
@@ -371,6 +443,8 @@ class WebhookManager:
         ]  # fmt: skip
         for i in range(0, len(new), 500):
             await self.store.add_deliveries(new[i : i + 500])
+            if on_progress is not None:
+                on_progress(min(i + 500, len(new)), len(new))
         return len(new)
 
 
@@ -381,8 +455,13 @@ def _stored_grants(grants: Mapping[str, Iterable[str]] | None) -> dict[str, list
     return {k: list(v) for k, v in check_grants(grants).items()}
 
 
+def _check_url(guard: URLGuard, url: str) -> None:
+    if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL_LENGTH:
+        raise ConfigurationError(f"url must be 1-{MAX_URL_LENGTH} characters")
+    guard.check_syntax(url)  # scheme, host, port (1-65535, W14) and denied literal addresses
+
+
 def _check_limits(rate_limit: float | None, max_concurrency: int | None) -> None:
-    if rate_limit is not None and not rate_limit > 0:
-        raise ConfigurationError("rate_limit must be a positive number of deliveries per second")
-    if max_concurrency is not None and max_concurrency < 1:
-        raise ConfigurationError("max_concurrency must be at least 1")
+    # Bounded, not only positive: inf or 1e308 paced nothing, 1e-300 never sent (M10).
+    check_rate_limit(rate_limit)
+    check_concurrency(max_concurrency)

@@ -139,6 +139,8 @@ class Event(BaseModel):
         data: the JSON payload.
         resources: the resources it is about (type -> ids), which decide the scoped endpoints
             that may receive it; not part of the body sent.
+        version: the payload version of its type (the catalogue's ``EventType.version``),
+            sent as the envelope's ``version`` so receivers can tell payload shapes apart.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -148,15 +150,18 @@ class Event(BaseModel):
     timestamp: float = Field(default_factory=time.time)
     data: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, list[str]] = Field(default_factory=dict)
+    version: str = "1"
 
     def envelope(self) -> dict[str, Any]:
-        """Return the JSON body sent to receivers: ``{"type", "timestamp", "data"}``."""
+        """Return the JSON body sent to receivers: ``{"id", "type", "version", "timestamp",
+        "data"}`` (the version is inside the signed body, unlike a header)."""
         from datetime import UTC, datetime
 
         ts = datetime.fromtimestamp(self.timestamp, tz=UTC)
         return {
             "id": self.id,
             "type": self.type,
+            "version": self.version,
             "timestamp": ts.isoformat().replace("+00:00", "Z"),
             "data": self.data,
         }
@@ -176,6 +181,8 @@ class Delivery(BaseModel):
         lease_owner: the dispatcher holding the lease.
         created_at: epoch seconds.
         last_error: the last attempt's error class or HTTP status, for listings.
+        test: a test ping sent by an operator (``webhook.test``), recorded so it lists with
+            the endpoint's deliveries; never retried or replayed.
     """
 
     id: str = Field(default_factory=lambda: new_id("msg"))
@@ -188,6 +195,7 @@ class Delivery(BaseModel):
     lease_owner: str | None = None
     created_at: float = Field(default_factory=time.time)
     last_error: str | None = None
+    test: bool = False
 
 
 class Attempt(BaseModel):
@@ -200,7 +208,8 @@ class Attempt(BaseModel):
         status: the HTTP status, or None when no response arrived.
         response_excerpt: the start of the response body (capped).
         error: the error class (``timeout``, ``connection_refused``, ``dns_error``, ``tls_error``,
-            ``ssrf_blocked``, ``redirect``, ``http_error``) or None on success.
+            ``ssrf_blocked``, ``invalid_url``, ``redirect``, ``internal_error``, ``http_error``)
+            or None on success.
         manual: True for a test ping or a manual attempt (never schedules retries).
     """
 

@@ -1,23 +1,31 @@
 """Publishing: events and their deliveries written durably, including the transactional outbox.
 
 :func:`publish_event` writes through any store (the dispatcher's ``publish`` uses the same
-logic). :func:`publish_in_transaction` writes into the application's *own* SQLite transaction:
-the webhook tables live in the app's database file (point the store at it,
-``sqlite:///app.db``), so the event row commits or rolls back with the app's change — an event is
-never sent for a change that rolled back, nor lost for one that committed. The dispatcher picks
-the committed rows up like any other due delivery.
+logic). :func:`publish_in_transaction` writes into the application's *own* transaction: a SQLite
+connection whose database file holds the webhook tables (point the store at it,
+``sqlite:///app.db``), or — awaited — an asyncpg, psycopg 3 or SQLAlchemy async connection or
+session on the PostgreSQL database of a ``postgresql://`` webhook store. The event row commits or
+rolls back with the app's change — an event is never sent for a change that rolled back, nor lost
+for one that committed. The dispatcher picks the committed rows up like any other due delivery.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, overload
 
 from extapi_kit.exceptions import ConfigurationError, NotFoundError
 from extapi_kit.webhooks.models import Delivery, Endpoint, Event, new_id
-from extapi_kit.webhooks.scoping import Grants, check_resources, covers_all, resources_from
+from extapi_kit.webhooks.scoping import (
+    Grants,
+    audience_allows,
+    check_resources,
+    covers_all,
+    owner_resources,
+    resources_from,
+)
 from extapi_kit.webhooks.store import WebhookStore
 
 __all__ = ["EndpointCache", "publish_event", "publish_in_transaction"]
@@ -50,6 +58,7 @@ def build_event(
         named = check_resources(resources)
     else:
         named = resources_from(data, resource_fields) if resource_fields else {}
+    named = owner_resources(type, data, named)  # Z8: a key event's audience is its owner
     return Event(id=event_id or new_id("evt"), type=type, timestamp=now, data=data, resources=named)
 
 
@@ -75,6 +84,7 @@ def deliveries_for(
         for e in endpoints
         if e.enabled
         and e.accepts(event.type)
+        and audience_allows(e, event.resources)
         and covers_all(resolved.get(e.id, (e.grants,)), event.resources)
     ]
 
@@ -108,6 +118,7 @@ async def publish_event(
     return event
 
 
+@overload
 def publish_in_transaction(
     conn: sqlite3.Connection,
     type: str,
@@ -116,11 +127,51 @@ def publish_in_transaction(
     event_id: str | None = None,
     clock: Callable[[], float] = time.time,
     resources: Mapping[str, Iterable[Any]] | None = None,
-) -> Event:
-    """Write an event and its deliveries in the caller's open SQLite transaction (no commit).
+    store: Any = None,
+    schema: str | None = None,
+    table_prefix: str | None = None,
+) -> Event: ...
 
-    The webhook tables must live in ``conn``'s database (the webhook store URL is the app's
-    file); they are created on first use. Commit makes the event deliverable; rollback removes it.
+
+@overload
+def publish_in_transaction(
+    conn: Any,
+    type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    resources: Mapping[str, Iterable[Any]] | None = None,
+    store: Any = None,
+    schema: str | None = None,
+    table_prefix: str | None = None,
+) -> Coroutine[Any, Any, Event]: ...
+
+
+def publish_in_transaction(
+    conn: Any,
+    type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+    resources: Mapping[str, Iterable[Any]] | None = None,
+    store: Any = None,
+    schema: str | None = None,
+    table_prefix: str | None = None,
+) -> Event | Coroutine[Any, Any, Event]:
+    """Write an event and its deliveries in the caller's open transaction (no commit).
+
+    **SQLite** (``sqlite3.Connection``, called without ``await``): the webhook tables must live in
+    ``conn``'s database (the webhook store URL is the app's file); they are created on first use.
+
+    **PostgreSQL** (``await`` it): ``conn`` is the application's asyncpg connection, psycopg 3
+    ``AsyncConnection``, or SQLAlchemy ``AsyncConnection`` / ``AsyncSession``, inside its
+    transaction; the tables are the PostgreSQL webhook store's (name it with ``store=``, or give
+    its ``schema`` / ``table_prefix``). The dispatchers are woken by a ``NOTIFY`` that PostgreSQL
+    sends only at commit.
+
+    Either way, commit makes the event deliverable; rollback removes it, and nothing is sent.
 
     Args:
         conn: the application's connection, inside its transaction.
@@ -129,7 +180,16 @@ def publish_in_transaction(
         event_id: an id of your own; writing it twice is a no-op.
         clock: returns epoch seconds.
         resources: the resources the event is about (type -> ids).
+        store: PostgreSQL: the :class:`~extapi_kit.webhooks.store_postgres.PostgresWebhookStore`
+            (or its URL) whose tables to write.
+        schema: PostgreSQL: the schema of the tables (default ``public``), when no ``store``.
+        table_prefix: PostgreSQL: their prefix (default ``extapi_``), when no ``store``.
     """
+    if not isinstance(conn, sqlite3.Connection):
+        return _publish_postgres(
+            conn, type, data, event_id=event_id, clock=clock, resources=resources,
+            config=_pg_config(store, schema, table_prefix),
+        )  # fmt: skip
     from extapi_kit.webhooks.store_sqlite import ensure_schema, insert_event, load_endpoints
 
     if not conn.in_transaction:
@@ -144,6 +204,42 @@ def publish_in_transaction(
     event = build_event(type, data, event_id=event_id, now=clock(), resources=resources)
     insert_event(conn, event, deliveries_for(event, load_endpoints(conn), now=event.timestamp))
     return event
+
+
+def _pg_config(store: Any, schema: str | None, table_prefix: str | None) -> Any:
+    from extapi_kit.stores._postgres import PostgresConfig, parse_postgres_url
+
+    if isinstance(store, str):
+        return parse_postgres_url(store)
+    config = getattr(store, "config", None)
+    if isinstance(config, PostgresConfig):
+        return config
+    if store is not None:
+        raise ConfigurationError("store= must be a PostgresWebhookStore or a postgresql:// URL")
+    return PostgresConfig(
+        dsn="postgresql://",
+        schema=schema or "public",
+        table_prefix="extapi_" if table_prefix is None else table_prefix,
+    )
+
+
+async def _publish_postgres(
+    conn: Any,
+    type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None,
+    clock: Callable[[], float],
+    resources: Mapping[str, Iterable[Any]] | None,
+    config: Any,
+) -> Event:
+    from extapi_kit.webhooks._pg_outbox import publish_on_connection
+
+    def build(endpoints: list[Endpoint]) -> tuple[Event, list[Delivery]]:
+        event = build_event(type, data, event_id=event_id, now=clock(), resources=resources)
+        return event, deliveries_for(event, endpoints, now=event.timestamp)
+
+    return await publish_on_connection(conn, config, build)
 
 
 class EndpointCache:

@@ -9,6 +9,7 @@ attempts over about 27.5 hours). Following the Standard Webhooks spec, 429/502/5
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -45,15 +46,18 @@ class RetryPolicy:
         rng: random.Random | None = None,
     ) -> None:
         self.schedule = tuple(float(d) for d in schedule)
-        if not self.schedule or any(d < 0 for d in self.schedule):
-            raise ConfigurationError("retry schedule must be a non-empty list of delays >= 0")
+        # Finite too: an inf delay would be accepted and the retry silently never made (M10).
+        if not self.schedule or not all(0 <= d < math.inf for d in self.schedule):
+            raise ConfigurationError(
+                "retry schedule must be a non-empty list of finite delays >= 0"
+            )
         if not 0 <= jitter < 1:
             raise ConfigurationError(f"jitter must be in [0, 1), got {jitter!r}")
-        if throttle_multiplier < 1:
+        if not 1 <= throttle_multiplier < math.inf:
             raise ConfigurationError(
                 f"throttle_multiplier must be >= 1, got {throttle_multiplier!r}"
             )
-        if max_retry_after < 0:
+        if not 0 <= max_retry_after < math.inf:
             raise ConfigurationError(f"max_retry_after must be >= 0, got {max_retry_after!r}")
         self.jitter = jitter
         self.throttle_multiplier = throttle_multiplier

@@ -15,6 +15,14 @@ API1 over webhooks, case Z3).
   when the event names at least one resource of those types and every named resource is
   granted. An event that does not say whose data it carries never reaches a scoped endpoint.
 
+Who may receive an event at all comes first (:func:`audience_allows`, case Z8). An endpoint tied
+to an API key (``key_id``: every self-service endpoint) is a *tenant* endpoint: it receives an
+event only when the event names its owner (the reserved resource type ``"owner"``; the kit's own
+``api_key.*`` events name it from their payload's ``owner``) or names some other resource
+(which its grants then decide). Another owner's events, and events that name nothing (operator-
+wide: ``platform.notice``, ``webhook.endpoint.disabled``, keys without an owner), reach only
+endpoints without a key: the ones an operator registered.
+
 The check runs twice: when an event is fanned out (no delivery is created for an endpoint that may
 not see it) and again right before each attempt (grants may have changed since, and deliveries
 written by :func:`~extapi_kit.webhooks.outbox.publish_event` or a replay were not checked
@@ -40,15 +48,18 @@ logger = logging.getLogger("extapi_kit.webhooks")
 
 __all__ = [
     "DENY",
+    "OWNER_RESOURCE",
     "Grants",
     "GrantsResolver",
     "KeyGrants",
+    "audience_allows",
     "check_resources",
     "covers",
     "covers_all",
     "effective_grants",
     "fanout_grants",
     "gate_attempt",
+    "owner_resources",
     "resources_from",
 ]
 
@@ -57,6 +68,12 @@ GrantsResolver = Callable[[str], Awaitable[Grants | None]]
 
 # Grants that allow nothing: a revoked, expired or unknown owning key.
 DENY: Grants = {"": ()}
+
+OWNER_RESOURCE = "owner"
+"""The reserved resource type naming the owner (tenant) an event is about (Z8)."""
+# The kit's own key and quota events (``api_key.created``, ``api_key.quota_warning`` ...) carry
+# the key's owner in this payload field; it names their audience when a publish names none.
+_KIT_EVENT_PREFIX = "api_key."
 
 # Rotation successors followed at most (a chain longer than this is treated as unknown).
 _MAX_ROTATIONS = 8
@@ -115,6 +132,44 @@ def resources_from(data: Mapping[str, Any], fields: Mapping[str, str]) -> dict[s
         values = value if isinstance(value, list | tuple) else [value]
         found.setdefault(kind, []).extend(values)
     return check_resources(found)
+
+
+def owner_resources(
+    type: str, data: Mapping[str, Any], named: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Return ``named`` plus the owner of a kit ``api_key.*`` event, read from its payload.
+
+    Args:
+        type: the event type.
+        data: its payload.
+        named: the resources named so far.
+    """
+    owner = data.get("owner")
+    if not (type.startswith(_KIT_EVENT_PREFIX) and OWNER_RESOURCE not in named and owner):
+        return named
+    try:
+        return {**named, **check_resources({OWNER_RESOURCE: [owner]})}
+    except ConfigurationError:  # not an owner id: the event stays operator-only
+        return named
+
+
+def audience_allows(endpoint: Endpoint, resources: Mapping[str, Collection[str]]) -> bool:
+    """Return whether an event about ``resources`` may go to ``endpoint`` at all (case Z8).
+
+    An endpoint without ``key_id`` (registered by an operator) may receive anything. A tenant
+    endpoint (tied to a key) needs an event that names its owner and no other, or - naming no
+    owner - names some resource (its grants decide next, :func:`covers_all`).
+
+    Args:
+        endpoint: the endpoint.
+        resources: the event's resources.
+    """
+    if endpoint.key_id is None:
+        return True
+    owners = resources.get(OWNER_RESOURCE)
+    if owners is not None:
+        return endpoint.owner is not None and all(o == endpoint.owner for o in owners)
+    return any(ids for kind, ids in resources.items() if kind != OWNER_RESOURCE)
 
 
 def _restricted(grants: Grants) -> dict[str, Collection[str]]:
@@ -223,6 +278,11 @@ async def gate_attempt(
         resolver: the key grants resolver, or None.
         now: the current epoch time.
     """
+    if not audience_allows(endpoint, event.resources):
+        # Z8: written before this rule, or by a replay: never sent to the wrong tenant.
+        logger.info("webhook %s cancelled: not for endpoint %s", delivery.id, endpoint.id)
+        await store.finish(delivery, None, owner=owner, status=DeliveryStatus.CANCELLED)
+        return False
     if endpoint.grants is None and (endpoint.key_id is None or resolver is None):
         return True
     try:

@@ -13,7 +13,14 @@ An endpoint registered here belongs to the calling key (``key_id``) and its owne
 copies the key's resource grants: with ``KeyGrants`` on the dispatcher it receives only events
 about the key's resources, following later grant changes, rotation and revocation. A caller
 sees and changes only endpoints of its own owner (or, for a key without owner, of its own key);
-anybody else's is the same 404 as a missing one (case Z3).
+anybody else's is the same 404 as a missing one (case Z3). Of those, a key restricted to some
+resources (``{"projects": ["1"]}``) sees and changes only endpoints whose grants are within its
+own: not an org-wide endpoint of an unrestricted sibling key (case Z9). The endpoint cap counts
+every endpoint of the owner.
+
+What a self-service endpoint receives is limited by ``scoping.audience_allows`` (case Z8):
+events about its own owner (``api_key.*``) or about resources within its grants, never another
+owner's events nor operator-wide ones.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from extapi_kit.admin.models import ONCE_WARNING, SecretOut
 from extapi_kit.context import Principal
 from extapi_kit.exceptions import ConfigurationError, NotFoundError, ProblemError, UnsafeURLError
+from extapi_kit.keys.privilege import grants_within
 from extapi_kit.problems import PROBLEMS
 from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.handlers import HandlerRequest
+from extapi_kit.webhooks._validation import URLField
+from extapi_kit.webhooks.api_models import ONCE_WARNING, SecretOut
 from extapi_kit.webhooks.manage import WebhookManager
 from extapi_kit.webhooks.models import Endpoint
 
@@ -54,7 +63,7 @@ class EndpointRegistration(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: URLField  # port 1-65535 checked here too, so the 422 names the field (W14)
     event_types: list[str] = Field(default_factory=list, max_length=100)
     description: str = Field(default="", max_length=500)
 
@@ -95,12 +104,21 @@ def _view(endpoint: Endpoint) -> SelfServiceEndpoint:
     return SelfServiceEndpoint.model_validate(endpoint.model_dump(exclude={"secrets"}))
 
 
-def _mine(endpoint: Endpoint, principal: Principal | None) -> bool:
+def _same_tenant(endpoint: Endpoint, principal: Principal | None) -> bool:
     if principal is None:
         return False
     if principal.owner is not None:
         return endpoint.owner == principal.owner
     return endpoint.key_id == principal.key_id
+
+
+def _mine(endpoint: Endpoint, principal: Principal | None) -> bool:
+    # Z9: of its owner's endpoints, a key restricted to some resources manages only those whose
+    # grants are within its own (an org-wide endpoint would leak every project's events to
+    # whoever rotates its secret).
+    if principal is None or not _same_tenant(endpoint, principal):
+        return False
+    return grants_within(principal.grants, endpoint.grants or {})
 
 
 def _problems(fn: Callable[[HandlerRequest], Awaitable[Any]]) -> Any:
@@ -150,6 +168,9 @@ def add_self_service_routes(
     async def all_mine(principal: Principal | None) -> list[Endpoint]:
         return [e for e in await manager.list_endpoints() if _mine(e, principal)]
 
+    async def tenant_count(principal: Principal) -> int:
+        return sum(1 for e in await manager.list_endpoints() if _same_tenant(e, principal))
+
     @api.get(path, response_model=EndpointList, summary="List your webhook endpoints", **read)
     @_problems
     async def list_mine(req: HandlerRequest) -> EndpointList:
@@ -168,7 +189,7 @@ def add_self_service_routes(
     async def register(req: HandlerRequest) -> EndpointRegistered:
         if req.principal is None:
             raise NotFoundError("no key")
-        if len(await all_mine(req.principal)) >= max_endpoints:
+        if await tenant_count(req.principal) >= max_endpoints:
             raise ConfigurationError(f"at most {max_endpoints} endpoints; remove one first")
         body: EndpointRegistration = req.body
         endpoint = await manager.add_endpoint(
@@ -184,7 +205,7 @@ def add_self_service_routes(
     async def show(req: HandlerRequest) -> SelfServiceEndpoint:
         return _view(await owned(req))
 
-    @api.delete(one, summary="Remove a webhook endpoint", **write)
+    @api.delete(one, status_code=204, summary="Remove a webhook endpoint", **write)
     @_problems
     async def remove(req: HandlerRequest) -> None:
         endpoint = await owned(req)

@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import errno
 import functools
+import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -35,10 +36,20 @@ from extapi_kit.webhooks._http11 import (
     StaleConnectionError,
     open_connection,
 )
-from extapi_kit.webhooks.ssrf import ResolvedTarget, UnresolvableHostError, URLGuard
+from extapi_kit.webhooks.ssrf import (
+    ResolvedTarget,
+    UnresolvableHostError,
+    URLGuard,
+    URLRejectedError,
+)
 
 __all__ = ["AttemptResult", "WebhookSender", "parse_retry_after"]
 
+logger = logging.getLogger("extapi_kit.webhooks")
+
+# Guard reasons reported as ``invalid_url``: a URL no send can ever use (a stored port outside
+# 1-65535). Unparseable hosts stay ``ssrf_blocked``: some are odd spellings of loopback.
+_MALFORMED = frozenset({"invalid_port"})
 TRUNCATED_MARKER = "\n...[truncated]"
 _KEEPALIVE_EXPIRY = 30.0
 _MAX_HEADERS = 64
@@ -59,7 +70,8 @@ class AttemptResult:
         response_excerpt: the start of the response body (at most ``max_response_bytes``).
         response_headers: response headers, lowercase names.
         error: ``dns_error``, ``connection_refused``, ``connection_error``, ``timeout``,
-            ``tls_error``, ``ssrf_blocked``, ``redirect``, ``response_too_large`` or None.
+            ``tls_error``, ``ssrf_blocked``, ``invalid_url``, ``redirect``,
+            ``response_too_large``, ``internal_error`` or None.
         retry_after: the ``Retry-After`` delay in seconds, when the receiver sent one.
     """
 
@@ -179,7 +191,7 @@ class WebhookSender:
         return self._ssl
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> AttemptResult:
-        """POST ``body`` to ``url``; never raises for network problems.
+        """POST ``body`` to ``url``; never raises: every failure is an ``error`` class.
 
         Args:
             url: the endpoint URL (checked by the guard on every call).
@@ -201,12 +213,19 @@ class WebhookSender:
             error = "timeout"
         except UnresolvableHostError:
             error = "dns_error"
+        except URLRejectedError as exc:
+            error = "invalid_url" if exc.reason in _MALFORMED else "ssrf_blocked"
         except UnsafeURLError:
             error = "ssrf_blocked"
         except h11.ProtocolError:
             error = "connection_error"
         except OSError as exc:
             error = _classify(exc)
+        except Exception as exc:
+            # Documented never to raise: anything else (an OverflowError from a port stored
+            # before registration checked it, a bug) is a failed attempt too (W14).
+            logger.warning("webhook send failed internally (%s)", type(exc).__name__)
+            error = "internal_error"
         duration = time.perf_counter() - start
         status = progress.status
         if error is None and status is not None and 300 <= status < 400:

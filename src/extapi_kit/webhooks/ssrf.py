@@ -165,8 +165,8 @@ class URLRejectedError(UnsafeURLError):
     """An outbound URL was refused by the SSRF guard; ``reason`` is a short machine code.
 
     Args:
-        reason: ``bad_scheme``, ``userinfo``, ``no_host``, ``invalid_host``, ``denied_address``
-            or ``dns_error``.
+        reason: ``invalid_url``, ``invalid_port``, ``bad_scheme``, ``userinfo``, ``no_host``,
+            ``invalid_host``, ``denied_address`` or ``dns_error``.
         message: a human-readable explanation (never contains secrets).
     """
 
@@ -276,6 +276,11 @@ class URLGuard:
         host = parsed.raw_host.decode("ascii").lower().rstrip(".")
         if not host:
             raise URLRejectedError("no_host", "the URL has no host")
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:
+            # A port no socket takes (0, 99999) would make every send raise, not fail (W14).
+            raise URLRejectedError(
+                "invalid_port", f"the URL port must be between 1 and 65535 (got {parsed.port})"
+            )
         port = parsed.port or _DEFAULT_PORTS.get(scheme, 443)
         literal: IPAddress | None
         try:

@@ -8,23 +8,33 @@ Any number of dispatcher processes share the work; each due attempt is taken by 
   the stream with an atomic script, so an expired lease (the worker died) is simply due again;
 * ``XAUTOCLAIM`` takes over entries read by a dispatcher that died before leasing them.
 
+On a Redis Cluster (``redis+cluster://``) the prefix must hold a ``{hash tag}`` (one is added
+when it has none: ``extapi:wh:`` becomes ``{extapi:wh}:``), so the whole queue lives in one slot and
+every script stays atomic; each script names the stream as its key so the client routes it (and
+follows ``MOVED``/``ASK``). One queue is one slot: shard by running several stores with different
+tags if one master cannot carry the webhook traffic.
+
 Records are hashes (deliveries), JSON strings (events, endpoints) and lists (attempts). Run Redis
-with persistence (AOF) and ``maxmemory-policy noeviction`` for durability.
+with persistence (AOF) and ``maxmemory-policy noeviction`` for durability. A Redis that restarted
+without its data anyway answers ``NOGROUP``; the next claim recreates the group and goes on (W13).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from extapi_kit.exceptions import NotFoundError
-from extapi_kit.stores._redis import redis_from_url, wrap_redis_error
+from extapi_kit.stores._redis import is_cluster, redis_from_url, wrap_redis_error
 from extapi_kit.webhooks.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from extapi_kit.webhooks.store import Claimed
 
 __all__ = ["RedisWebhookStore"]
+
+logger = logging.getLogger("extapi_kit.webhooks")
 
 _GROUP = "g"
 # A deferred delivery (its endpoint is saturated in the claiming process) comes back this later.
@@ -63,6 +73,10 @@ class RedisWebhookStore:
         self, url: str, *, prefix: str = "extapi:wh:", socket_timeout: float = 2.0
     ) -> None:
         self._redis = redis_from_url(url, socket_timeout=socket_timeout)
+        if is_cluster(self._redis) and "{" not in prefix:
+            # One slot for the whole queue: the scripts touch many of its keys at once.
+            prefix = "{" + prefix.rstrip(":") + "}:"
+        self._cluster = is_cluster(self._redis)
         self._p = prefix
         self._scripts: dict[str, Any] = {}
         self._group_ready = False
@@ -87,15 +101,16 @@ class RedisWebhookStore:
         if script is None:
             script = self._scripts[name] = self._redis.register_script(_LUA[name])
         try:
-            return await script(keys=[], args=[self._p, *args])
+            # The stream is named as the key so a cluster client routes the call to its slot.
+            return await script(keys=[self._p + "stream"], args=[self._p, *args])
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._redis) from exc
 
     async def _call(self, coro: Any) -> Any:
         try:
             return await coro
         except Exception as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self._redis) from exc
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -104,8 +119,29 @@ class RedisWebhookStore:
             await self._redis.xgroup_create(self._p + "stream", _GROUP, id="0", mkstream=True)
         except Exception as exc:
             if "BUSYGROUP" not in str(exc):
-                raise _wrap(exc) from exc
+                raise _wrap(exc, self._redis) from exc
         self._group_ready = True
+
+    async def _group_call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a consumer-group command; recreate the group once if Redis lost it (W13)."""
+        try:
+            return await make()
+        except Exception as exc:
+            if "NOGROUP" not in str(exc):
+                raise _wrap(exc, self._redis) from exc
+        # Redis restarted without persistence (or was flushed): the stream and its group are
+        # gone, so "group exists" cached for the process is stale. Recreate it and go on;
+        # deliveries published since then are in the new stream, read from its start.
+        logger.warning(
+            "webhook store: the Redis consumer group was missing (Redis lost its data?); "
+            "recreated it"
+        )
+        self._group_ready = False
+        await self._ensure_group()
+        try:
+            return await make()
+        except Exception as exc:
+            raise _wrap(exc, self._redis) from exc
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -203,15 +239,17 @@ class RedisWebhookStore:
         await self._eval("promote", [_s(now), max(limit * 4, 100)])
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         # Entries read by a dispatcher that died before leasing them (a window of one round trip).
-        auto = await self._call(
-            self._redis.xautoclaim(
+        auto = await self._group_call(
+            lambda: self._redis.xautoclaim(
                 stream, _GROUP, owner, int(lease_seconds * 1000), "0-0", count=limit
             )
         )
         entries += [e for e in auto[1] if e[1]]
         if len(entries) < limit:
-            read = await self._call(
-                self._redis.xreadgroup(_GROUP, owner, {stream: ">"}, count=limit - len(entries))
+            read = await self._group_call(
+                lambda: self._redis.xreadgroup(
+                    _GROUP, owner, {stream: ">"}, count=limit - len(entries)
+                )
             )
             for _name, items in read or []:
                 entries += items
@@ -259,15 +297,22 @@ class RedisWebhookStore:
         script = self._scripts.get("finish")
         if script is None:
             script = self._scripts["finish"] = self._redis.register_script(_LUA["finish"])
+        keys = [self._p + "stream"]
         while self._finishing:
             batch, self._finishing = self._finishing, []
-            pipe = self._redis.pipeline(transaction=False)
-            for args, _ in batch:
-                await script(keys=[], args=args, client=pipe)
             try:
-                await pipe.execute()
+                if self._cluster:
+                    # redis-py's cluster pipeline does not reload a script on NOSCRIPT (a
+                    # promoted replica has an empty script cache), and re-running a partly
+                    # executed pipeline would record attempts twice: one self-healing call each.
+                    await asyncio.gather(*(script(keys=keys, args=a) for a, _ in batch))
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for args, _ in batch:
+                        await script(keys=keys, args=args, client=pipe)
+                    await pipe.execute()
             except Exception as exc:
-                err = _wrap(exc)
+                err = _wrap(exc, self._redis)
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(err)
@@ -338,7 +383,8 @@ class RedisWebhookStore:
 
 # -- Lua (each script atomic on the server) ---------------------------------------------------
 # Keys are built from the prefix passed as ARGV[1], so the store needs a single Redis (or a cluster
-# with every key of the prefix in one slot: put a {hash-tag} in the prefix).
+# with every key of the prefix in one slot: the prefix holds a {hash-tag}); KEYS[1] is the stream,
+# named only so that a cluster client routes the call.
 
 PUBLISH = """
 local p = ARGV[1]

@@ -25,17 +25,19 @@ from extapi_kit.webhooks.store import Claimed
 __all__ = ["SQLiteWebhookStore", "ensure_schema", "insert_event"]
 
 _P = "extapi_webhook"
+_EVENT_SELECT = f"SELECT id, type, timestamp, data, resources, version FROM {_P}_events"
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_P}_endpoints (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS {_P}_events (
     id TEXT PRIMARY KEY, type TEXT NOT NULL, timestamp REAL NOT NULL, data TEXT NOT NULL,
-    resources TEXT);
+    resources TEXT, version TEXT);
 CREATE INDEX IF NOT EXISTS {_P}_events_type ON {_P}_events(type, timestamp);
 CREATE INDEX IF NOT EXISTS {_P}_events_ts ON {_P}_events(timestamp);
 CREATE TABLE IF NOT EXISTS {_P}_deliveries (
     id TEXT PRIMARY KEY, event_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, lease_until REAL,
-    lease_owner TEXT, created_at REAL NOT NULL, last_error TEXT, due_at REAL NOT NULL);
+    lease_owner TEXT, created_at REAL NOT NULL, last_error TEXT, due_at REAL NOT NULL,
+    test INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS {_P}_deliveries_due ON {_P}_deliveries(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS {_P}_deliveries_ready ON {_P}_deliveries(endpoint_id, due_at)
     WHERE status IN ('pending', 'delivering');
@@ -47,7 +49,7 @@ CREATE INDEX IF NOT EXISTS {_P}_attempts_d ON {_P}_attempts(delivery_id, time);
 """
 _DCOLS = (
     "id, event_id, endpoint_id, status, attempts, next_attempt_at, lease_until, lease_owner,"
-    " created_at, last_error"
+    " created_at, last_error, test"
 )
 
 
@@ -64,6 +66,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     columns = {r[1] for r in conn.execute(f"PRAGMA table_info({_P}_events)").fetchall()}
     if "resources" not in columns:  # a database written before events named their resources
         conn.execute(f"ALTER TABLE {_P}_events ADD COLUMN resources TEXT")
+    if "version" not in columns:  # a database written before events carried their version
+        conn.execute(f"ALTER TABLE {_P}_events ADD COLUMN version TEXT")
+    delivery_columns = {
+        r[1] for r in conn.execute(f"PRAGMA table_info({_P}_deliveries)").fetchall()
+    }
+    if "test" not in delivery_columns:  # a database written before test pings were recorded
+        conn.execute(f"ALTER TABLE {_P}_deliveries ADD COLUMN test INTEGER NOT NULL DEFAULT 0")
 
 
 def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
@@ -74,16 +83,21 @@ def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
 def _event(row: sqlite3.Row | tuple[Any, ...]) -> Event:
     resources = json.loads(row[4]) if row[4] else {}
     return Event(
-        id=row[0], type=row[1], timestamp=row[2], data=json.loads(row[3]), resources=resources
+        id=row[0],
+        type=row[1],
+        timestamp=row[2],
+        data=json.loads(row[3]),
+        resources=resources,
+        version=row[5] or "1",
     )
 
 
 def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> None:
     conn.executemany(
-        f"INSERT INTO {_P}_deliveries ({_DCOLS}, due_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO {_P}_deliveries ({_DCOLS}, due_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (d.id, d.event_id, d.endpoint_id, d.status.value, d.attempts, d.next_attempt_at,
-             d.lease_until, d.lease_owner, d.created_at, d.last_error,
+             d.lease_until, d.lease_owner, d.created_at, d.last_error, int(d.test),
              d.lease_until if d.status == DeliveryStatus.DELIVERING else d.next_attempt_at)
             for d in deliveries
         ],
@@ -99,14 +113,15 @@ def insert_event(conn: sqlite3.Connection, event: Event, deliveries: Sequence[De
         deliveries: its deliveries.
     """
     cur = conn.execute(
-        f"INSERT OR IGNORE INTO {_P}_events (id, type, timestamp, data, resources)"
-        " VALUES (?,?,?,?,?)",
+        f"INSERT OR IGNORE INTO {_P}_events (id, type, timestamp, data, resources, version)"
+        " VALUES (?,?,?,?,?,?)",
         (
             event.id,
             event.type,
             event.timestamp,
             json.dumps(event.data, separators=(",", ":")),
             json.dumps(event.resources, separators=(",", ":")) if event.resources else None,
+            event.version,
         ),
     )
     if cur.rowcount == 0:
@@ -270,7 +285,7 @@ class SQLiteWebhookStore:
     async def get_event(self, event_id: str) -> Event:
         row = await self._run(
             lambda c: c.execute(
-                f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE id = ?",
+                f"{_EVENT_SELECT} WHERE id = ?",
                 (event_id,),
             ).fetchone()
         )
@@ -281,7 +296,7 @@ class SQLiteWebhookStore:
     async def list_events(
         self, *, type: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[Event]:
-        sql = f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE timestamp >= ?"
+        sql = f"{_EVENT_SELECT} WHERE timestamp >= ?"
         params: list[Any] = [since if since is not None else float("-inf")]
         if type is not None:
             sql += " AND type = ?"
@@ -333,8 +348,7 @@ class SQLiteWebhookStore:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 for r in c.execute(
-                    f"SELECT id, type, timestamp, data, resources FROM {_P}_events WHERE id IN"
-                    f" ({','.join('?' * len(chunk))})",
+                    f"{_EVENT_SELECT} WHERE id IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ):
                     events[r[0]] = _event(r)

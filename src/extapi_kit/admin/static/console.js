@@ -39,7 +39,10 @@
       const d = r.data || {};
       let msg = (d.title || "Error") + (d.detail ? ": " + d.detail : "");
       if (Array.isArray(d.errors) && d.errors.length) {
-        msg += " (" + d.errors.map((e) => e.loc.join(".") + " " + e.msg).join("; ") + ")";
+        // "scopes: invalid scope ..." rather than "body.scopes Value error, invalid scope ...".
+        const field = (e) => (e.loc || []).filter((p) => p !== "body" && p !== "query").join(".");
+        const text = (e) => String(e.msg || "").replace(/^Value error, /, "");
+        msg += " (" + d.errors.map((e) => (field(e) ? field(e) + ": " : "") + text(e)).join("; ") + ")";
       }
       const err = new Error(msg + " [" + r.status + "]");
       err.status = r.status;
@@ -70,6 +73,31 @@
   }
 
   function words(value) { return value.split(/[\s,]+/).filter(Boolean); }
+  function count(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }
+
+  // "read=100/minute, write=10/minute" -> {read: "100/minute", write: "10/minute"}
+  function readRates(value) {
+    const out = {};
+    for (const part of value.split(/[,;]/).map((p) => p.trim()).filter(Boolean)) {
+      const at = part.indexOf("=");
+      if (at < 1 || !part.slice(at + 1).trim()) throw new Error("Rate limits: write CLASS=RATE pairs separated by commas, e.g. read=100/minute, write=10/minute.");
+      out[part.slice(0, at).trim()] = part.slice(at + 1).trim();
+    }
+    return out;
+  }
+  function ratesText(rates) { return Object.entries(rates || {}).map(([k, v]) => k + "=" + v).join(", "); }
+
+  // "projects=7,9 jobs=*" -> {projects: ["7", "9"], jobs: ["*"]}
+  function readGrantText(value) {
+    const out = {};
+    for (const part of value.split(/[\s;]+/).filter(Boolean)) {
+      const at = part.indexOf("=");
+      const ids = at > 0 ? part.slice(at + 1).split(",").filter(Boolean) : [];
+      if (!ids.length) throw new Error("Grants: write TYPE=ID,ID pairs separated by spaces, e.g. projects=7,9 jobs=*.");
+      out[part.slice(0, at)] = ids;
+    }
+    return out;
+  }
   function shortTime(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "") : ""; }
   function utc(local) { return local ? (local.length === 16 ? local + ":00" : local) + "Z" : null; }
   function qs(params) {
@@ -91,9 +119,24 @@
   function signOut() { sessionStorage.removeItem(STORE); signedIn(); }
 
   // -- keys -------------------------------------------------------------------------------
-  function showSecret(secret) {
-    $("secret-value").textContent = secret;
-    $("secret-box").hidden = false;
+  // Each card shows its own one-time secret next to the form that made it ("secret" for keys,
+  // "endpoint-secret" for webhook endpoints).
+  function showSecret(secret, box) {
+    const id = box || "secret";
+    $(id + "-value").textContent = secret;
+    $(id + "-box").hidden = false;
+  }
+
+  function hideSecret(box) {
+    $(box + "-value").textContent = "";
+    $(box + "-box").hidden = true;
+  }
+
+  // What a person sees, not the hidden property (a stylesheet can override it).
+  function isShown(node) {
+    if (typeof node.getBoundingClientRect !== "function") return !node.hidden;  // node's test shim
+    const r = node.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(node).visibility === "visible";
   }
 
   // -- grants editor: one row per resource type -> ids ("*" = all) --------------------------
@@ -163,15 +206,21 @@
 
   const createKey = guard(async function () {
     const f = $("key-form").elements;
-    const body = { name: f.name.value.trim(), scopes: words(f.scopes.value) };
+    // Scopes go as typed: the server applies the one scope rule (commas or spaces) and its hint.
+    const body = { name: f.name.value.trim(), scopes: f.scopes.value.trim() };
     if (f.owner.value.trim()) body.owner = f.owner.value.trim();
+    if (f.description.value.trim()) body.description = f.description.value.trim();
+    const rates = readRates(f.rate_limits.value);
+    if (Object.keys(rates).length) body.rate_limits = rates;
+    const cidrs = words(f.allowed_cidrs.value);
+    if (cidrs.length) body.allowed_cidrs = cidrs;
     if (f.expires_in.value.trim()) body.expires_in = f.expires_in.value.trim();
     const grants = readGrants();
     if (Object.keys(grants).length) body.grants = grants;
     const quota = readQuota(null);
     if (Object.keys(quota).length) body.quota = quota;
     const out = await api("POST", "keys", body);
-    showSecret(out.secret);
+    showSecret(out.secret, "secret");
     say("Created key " + out.key.id + ". Copy the secret now.");
     endEdit();
     await loadKeys();
@@ -185,6 +234,9 @@
     f.name.value = k.name;
     f.scopes.value = (k.scopes || []).join(" ");
     f.owner.value = k.owner || "";
+    f.description.value = k.description || "";
+    f.rate_limits.value = ratesText(k.rate_limits);
+    f.allowed_cidrs.value = (k.allowed_cidrs || []).join(" ");
     f.quota_monthly.value = k.quota && k.quota.monthly !== undefined ? String(k.quota.monthly) : "";
     f.expires_in.hidden = true;  // the expiry is not edited here
     Object.entries(k.grants || {}).forEach(([type, ids]) => addGrantRow(type, ids));
@@ -200,8 +252,11 @@
     const f = $("key-form").elements;
     const body = {
       name: f.name.value.trim(),
-      scopes: words(f.scopes.value),
+      scopes: f.scopes.value.trim(),
       owner: f.owner.value.trim() || null,
+      description: f.description.value.trim(),
+      rate_limits: readRates(f.rate_limits.value),
+      allowed_cidrs: words(f.allowed_cidrs.value),
       grants: readGrants(),
       quota: readQuota(k.quota),
     };
@@ -221,6 +276,7 @@
     tr.appendChild(el("td", k.status, "status-" + k.status));
     tr.appendChild(el("td", (k.scopes || []).join(" ")));
     tr.appendChild(el("td", grantsText(k.grants)));
+    tr.appendChild(el("td", k.expires_at ? shortTime(k.expires_at) : "never"));
     tr.appendChild(el("td", shortTime(k.last_used_at)));
     const act = el("td", null, "actions");
     act.appendChild(button("Usage", () => drawUsage(k.id)));
@@ -250,7 +306,7 @@
       if (grace === null) return null;
     }
     const out = await api("POST", "keys/" + encodeURIComponent(id) + "/rotate", { grace: grace || "0" });
-    showSecret(out.secret);
+    showSecret(out.secret, "secret");
     say("Rotated " + id + " to " + out.key.id + ". Copy the new secret now.");
     await loadKeys();
     return out;
@@ -299,7 +355,6 @@
   }
 
   function sum(values) { return values.reduce((a, b) => a + b, 0); }
-  function count(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 
   function drawQuotas(quotas) {
     const box = $("usage-quotas");
@@ -392,8 +447,12 @@
 
   const addEndpoint = guard(async function () {
     const f = $("endpoint-form").elements;
-    const out = await api("POST", "webhooks/endpoints", { url: f.url.value.trim(), event_types: words(f.event_types.value) });
-    showSecret(out.secret);
+    const body = { url: f.url.value.trim(), event_types: words(f.event_types.value) };
+    if (f.description.value.trim()) body.description = f.description.value.trim();
+    const grants = readGrantText(f.grants.value);
+    if (Object.keys(grants).length) body.grants = grants;
+    const out = await api("POST", "webhooks/endpoints", body);
+    showSecret(out.secret, "endpoint-secret");
     say("Added endpoint " + out.endpoint.id + ". Copy its signing secret now.");
     $("endpoint-form").reset();
     await loadEndpoints();
@@ -422,16 +481,19 @@
       const tr = el("tr");
       const idCell = el("td"); idCell.appendChild(el("code", d.id)); tr.appendChild(idCell);
       tr.appendChild(el("td", d.endpoint_id));
-      tr.appendChild(el("td", d.status));
+      const st = el("td", d.status);
+      if (d.test) st.appendChild(el("span", "test ping", "badge"));
+      tr.appendChild(st);
       tr.appendChild(el("td", d.attempts));
       tr.appendChild(el("td", d.last_error || ""));
       const act = el("td", null, "actions");
       act.appendChild(button("Attempts", () => showAttempts(d.id)));
-      act.appendChild(button("Replay", () => replayDelivery(d.id)));
+      if (!d.test) act.appendChild(button("Replay", () => replayDelivery(d.id)));
       tr.appendChild(act);
       body.appendChild(tr);
     });
-    say(page.data.length + " deliveries.");
+    $("attempts").hidden = true;
+    say(count(page.data.length, "delivery", "deliveries") + ".");
     return page;
   });
 
@@ -440,6 +502,7 @@
     $("attempts").textContent = page.data.map((a) =>
       new Date(a.time * 1000).toISOString() + "  " + (a.status || a.error) + "  " + Math.round(a.duration * 1000) + " ms  " + (a.response_excerpt || "")
     ).join("\n") || "No attempts yet.";
+    $("attempts").hidden = false;
   });
 
   const replayDelivery = guard(async function (id) {
@@ -477,11 +540,12 @@
   });
 
   // -- copy -------------------------------------------------------------------------------
-  async function copySecret() {
-    const text = $("secret-value").textContent;
+  async function copySecret(box) {
+    const value = $(box + "-value");
+    const text = value.textContent;
     try { await navigator.clipboard.writeText(text); say("Copied."); } catch (e) {
       const range = document.createRange();
-      range.selectNodeContents($("secret-value"));
+      range.selectNodeContents(value);
       const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
       say("Clipboard not available here: the secret is selected, press Ctrl+C.");
     }
@@ -495,6 +559,7 @@
       state.autotest = true;
       sessionStorage.setItem(STORE, params.get("key"));
       signedIn();
+      out.steps.secret_hidden_at_start = !isShown($("secret-box"));
       const f = $("key-form").elements;
       f.name.value = "autotest"; f.scopes.value = params.get("scopes") || "";
       addGrantRow("projects", ["7", "9"]);
@@ -502,7 +567,7 @@
       const created = await createKey();
       const secret = $("secret-value").textContent;
       out.steps.created = created.key.id;
-      out.steps.secret_shown = secret === created.secret && !$("secret-box").hidden;
+      out.steps.secret_shown = secret === created.secret && isShown($("secret-box"));
       out.steps.grants_created = created.key.grants;
       // Edit: the form is filled from the key; change the grants and set a monthly quota.
       await editKey(created.key.id);
@@ -536,7 +601,7 @@
       const revoked = await revokeKey(created.key.id);
       out.steps.revoked = revoked.status;
       out.steps.after_revoke_status = (await call("GET", target, undefined, secret)).status;
-      out.ok = out.steps.secret_shown && out.steps.edit_prefilled && out.steps.grant_row_refused && out.steps.form_reset &&
+      out.ok = out.steps.secret_hidden_at_start && out.steps.secret_shown && out.steps.edit_prefilled && out.steps.grant_row_refused && out.steps.form_reset &&
         out.steps.audit_rows > 0 && out.steps.revoked === "revoked" && out.steps.after_revoke_status === 401;
     } catch (e) {
       out.error = String(e && e.message ? e.message : e);
@@ -553,6 +618,7 @@
       ev.preventDefault();
       sessionStorage.setItem(STORE, $("login-key").value.trim());
       $("login-key").value = "";
+      say("");  // a previous key's "refused (401)" is not about this one
       if (signedIn()) refresh();
     });
     $("signout").addEventListener("click", signOut);
@@ -560,8 +626,10 @@
     $("key-cancel").addEventListener("click", endEdit);
     $("grant-add").addEventListener("click", () => { addGrantRow("", []).type.focus(); });
     $("keys-more").addEventListener("click", () => { loadKeys(true).catch(() => {}); });
-    $("secret-copy").addEventListener("click", copySecret);
-    $("secret-dismiss").addEventListener("click", () => { $("secret-value").textContent = ""; $("secret-box").hidden = true; });
+    $("secret-copy").addEventListener("click", () => copySecret("secret"));
+    $("secret-dismiss").addEventListener("click", () => hideSecret("secret"));
+    $("endpoint-secret-copy").addEventListener("click", () => copySecret("endpoint-secret"));
+    $("endpoint-secret-dismiss").addEventListener("click", () => hideSecret("endpoint-secret"));
     $("endpoint-form").addEventListener("submit", (ev) => { addEndpoint(ev).catch(() => {}); });
     $("delivery-form").addEventListener("submit", (ev) => { loadDeliveries(ev).catch(() => {}); });
     $("audit-form").addEventListener("submit", (ev) => { searchAudit(ev).catch(() => {}); });
