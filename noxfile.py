@@ -1,4 +1,6 @@
-"""Project sessions: ``nox -s lint typing limits_suite tests`` is the test command (README, .ci/run).
+"""Project sessions: ``nox -s lint typing limits_suite tests`` is the test command.
+
+That command is the README's and the one `.ci/run` runs.
 
 Every session installs under ``.ci/constraints.txt``, a lock of the whole tool and test environment
 (the package's own ``dependencies`` stay ranges). A new release of a dependency therefore never

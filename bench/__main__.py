@@ -26,6 +26,8 @@ SUITES = (
     "webhooks",
     "inprocess",
     "loopback",
+    "cluster",
+    "postgres",
 )
 
 

@@ -385,6 +385,8 @@ def _measure_stack(name: str, env: BenchEnv) -> tuple[str, Cells]:
                     writes, commands = rt1[0] - rt0[0], rt1[1] - rt0[1]
                     figures["redis_rt_per_req"] = writes / figures["requests"]
                     figures["redis_batch"] = commands / writes if writes else 0.0
+                    # Below 1: some requests were decided by the fallback (deadline missed).
+                    figures["redis_decided"] = commands / figures["requests"]
                 out[(method, conns)] = figures
         return server.name, out
     finally:
@@ -434,7 +436,7 @@ def _rows(first: Cells, last: Cells, results: list[tuple[str, Cells]]) -> list[d
                 "conns": cell[1],
                 **{k: r[k] for k in keys if k in r},
             }
-            for k in ("redis_rt_per_req", "redis_batch"):
+            for k in ("redis_rt_per_req", "redis_batch", "redis_decided"):
                 if k in r:
                     row[k] = r[k]
             row["rps_ratio"] = r["rps"] / b["rps"]

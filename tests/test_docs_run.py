@@ -39,6 +39,10 @@ LOCK = ROOT / ".ci" / "constraints.txt"
 _FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.S | re.M)
 _PIP_NAME = re.compile(r"""(["']?)extapi-kit(\[[\w,]+\])?\1""")
 
+# A reader takes at least this long to type the next line; without it a command could run before
+# the batched audit writer (flush interval 0.2 s) has stored what the previous one caused.
+TYPING_PAUSE = 0.5
+
 pytestmark = pytest.mark.slow
 
 
@@ -191,11 +195,15 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A wheel of this checkout and, beside it, its ``[server]`` dependencies under the lock."""
     out = tmp_path_factory.mktemp("wheelhouse")
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", out, ROOT], check=True)
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(out), str(ROOT)], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
     (wheel,) = out.glob("extapi_kit-*.whl")
     env = {**os.environ, "PIP_CONSTRAINT": str(LOCK)}
-    deps = [*pip, "wheel", "-w", out, "--only-binary", ":all:", f"{wheel}[server]"]
-    subprocess.run(deps, check=True, env=env, stderr=subprocess.DEVNULL)
+    deps = [*pip, "wheel", "-w", str(out), f"{wheel}[server]"]
+    got = subprocess.run(deps, env=env, capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr
     return wheel, out
 
 
@@ -270,6 +278,7 @@ def play(steps: list[Step], shell: Shell, ports: dict[str, str], page: str) -> N
             log = shell.start(command)
             _wait_port(int(port.group(1) if port else ports["8000"]), log)
             continue
+        time.sleep(TYPING_PAUSE)
         code, out = shell.run(command)
         assert code == 0, f"{page}: `{step.text}` exited {code}:\n{out}"
         if expected is not None:
@@ -290,21 +299,26 @@ PAGES = [
 def test_page_runs_as_written(
     page: str, heading: str | None, newcomer: tuple[Shell, dict[str, str]]
 ) -> None:
-    """N4: the page's shell lines, run in order in a fresh venv built from a wheel, print what
+    """G10: the page's shell lines, run in order in a fresh venv built from a wheel, print what
     the page says (README quickstart, docs/quickstart.md, the webhooks five-minute setup)."""
     shell, ports = newcomer
     steps = parse_steps(_section(ROOT / page, heading))
-    assert any(s.kind == "command" and s.text.startswith("pip install") for s in steps) or (
-        page == "docs/webhooks.md"
-    ), f"{page} must say how to install"
+    commands = [s.text for s in steps if s.kind == "command"]
+    assert any(c.rstrip().endswith("&") for c in commands), f"{page} starts no server"
+    assert page == "docs/webhooks.md" or any(c.startswith("pip install") for c in commands), (
+        f"{page} must say how to install"
+    )
     if page == "docs/webhooks.md":  # it follows the quickstart's install
-        for setup in ("python -m venv .venv && . .venv/bin/activate", 'pip install "extapi-kit[server]"'):
+        for setup in (
+            "python -m venv .venv && . .venv/bin/activate",
+            'pip install "extapi-kit[server]"',
+        ):
             play([Step("command", setup)], shell, ports, page)
     play(steps, shell, ports, page)
 
 
 def test_parse_steps_reads_the_markup() -> None:
-    """N4: the markup reader: files by title, commands with continuations, outputs, server text."""
+    """G10: the markup reader: files by title, commands with continuations, outputs, server text."""
     md = (
         '```python title="app.py"\nx = 1\n```\n\n```console\n$ a \\\n  b\nout 1\nout 2\n'
         "$ srv --port 8000 &\n```\n\n```text\nlistening\n```\n"

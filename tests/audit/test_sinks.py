@@ -1,4 +1,4 @@
-"""Audit sink contract on memory, SQLite, Redis and PostgreSQL: query filters, pagination, prune, dedupe."""
+"""Audit sink contract on memory, SQLite, Redis, PostgreSQL: filters, paging, prune, dedupe."""
 
 from __future__ import annotations
 

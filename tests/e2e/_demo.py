@@ -73,7 +73,9 @@ def start_demo(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -
     port = free_port()
     argv = [sys.executable, "-m", "extapi_kit.cli", "demo", "--port", str(port)]
     argv += ["--data-dir", str(data_dir), "--json", "--log-level", "warning", *extra]
-    full_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | (env or {})
+    # Neither variable may choose the demo's stores behind a test's back (DATABASE_URL: --postgres).
+    unset = ("REDIS_URL", "DATABASE_URL")
+    full_env = {k: v for k, v in os.environ.items() if k not in unset} | (env or {})
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=str(data_dir.parent), env=full_env)
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -263,7 +263,7 @@ def test_demo_refuses_workers_without_redis(tmp_path: Path) -> None:
         [sys.executable, "-m", "extapi_kit.cli", "demo", "--workers", "2", "--data-dir",
          str(tmp_path / "d")],
         capture_output=True, text=True, timeout=30,
-        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        env={k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")},
     )  # fmt: skip
     assert out.returncode == 1
     assert "--workers N needs Redis" in out.stderr

@@ -38,7 +38,7 @@ def banner_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     cwd = tmp_path_factory.mktemp("banner")
     port = free_port()
     argv = [str(BIN / "extapi-kit"), "demo", "--port", str(port), "--log-level", "warning"]
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # as nox runs a session command
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -91,7 +91,7 @@ def _pasted_commands(banner: str) -> list[str]:
 def test_every_banner_line_works_pasted_into_the_users_shell(
     banner_demo: tuple[str, Path, str],
 ) -> None:
-    """N1: each command the demo banner prints runs in a shell whose PATH lacks the demo's
+    """G11: each command the demo banner prints runs in a shell whose PATH lacks the demo's
     virtualenv (the shell that ran `nox -s demo`) and succeeds, CLI lines included."""
     banner, cwd, _ = banner_demo
     env = _user_env(cwd)
@@ -125,7 +125,7 @@ def test_every_banner_line_works_pasted_into_the_users_shell(
 def test_demo_json_names_the_console_and_the_data_dir_is_ignored(
     banner_demo: tuple[str, Path, str], tmp_path: Path
 ) -> None:
-    """N2: `demo --json` carries the console URL and a CLI command that works outside the
+    """G12: `demo --json` carries the console URL and a CLI command that works outside the
     virtualenv; every file the demo writes to its default ./extapi-demo-data is git-ignored."""
     _, cwd, _ = banner_demo
     port = free_port()

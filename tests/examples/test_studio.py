@@ -70,7 +70,7 @@ async def test_bootstrap_key_is_new_on_every_start_and_the_old_one_revoked(tmp_p
 def test_demo_without_uvicorn_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """N3: the example ships in the package, so only a missing server is an error: `demo`
+    """G13: the example ships in the package, so only a missing server is an error: `demo`
     without uvicorn exits 1 and names the `[server]` extra."""
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert cli_main(["demo"]) == 1

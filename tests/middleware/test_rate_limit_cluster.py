@@ -1,4 +1,4 @@
-"""Rate limiting on a real Redis Cluster: exactness, a master failover, a slot migration (R1-R4)."""
+"""Rate limiting on a real Redis Cluster: exactness, master failover, slot migration (L13-L15)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import pytest
 
 from extapi_kit.context import Principal
 from extapi_kit.middleware.rate_limit import RateLimitMiddleware
-from tests.middleware.test_rate_limit_concurrency import CHILD, ROOT, STRATEGIES, _burst
+from tests.middleware.test_rate_limit_concurrency import (
+    CHILD,
+    ROOT,
+    STRATEGIES,
+    _burst,
+    clear_of_minute_boundary,
+)
 from tests.ratelimit.helpers import ok_app, with_principals
 from tests.support.redis_cluster import RedisClusterNodes
 
@@ -32,7 +38,7 @@ def _slot(tag: str) -> int:
 async def test_300_concurrent_at_50_admit_exactly_50_cluster(
     strategy: str, redis_cluster_url: str
 ) -> None:
-    """R1: on a Redis Cluster 300 concurrent requests at L=50 give exactly 50x200 and 250x429."""
+    """L13: on a Redis Cluster 300 concurrent requests at L=50 give exactly 50x200 and 250x429."""
     mw = RateLimitMiddleware(
         ok_app,
         storage=redis_cluster_url,
@@ -49,8 +55,8 @@ async def test_300_concurrent_at_50_admit_exactly_50_cluster(
 
 
 def test_two_processes_share_one_limit_on_a_cluster(redis_cluster_url: str) -> None:
-    """R1: two OS processes, 150 concurrent requests each, one cluster: exactly 50 admitted."""
-    start = time.time() + 2.5
+    """L13: two OS processes, 150 concurrent requests each, one cluster: exactly 50 admitted."""
+    start = clear_of_minute_boundary(time.time() + 2.5)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, redis_cluster_url, str(start)],
@@ -71,7 +77,7 @@ def test_two_processes_share_one_limit_on_a_cluster(redis_cluster_url: str) -> N
 
 @pytest.mark.anyio
 async def test_key_and_owner_windows_share_one_slot(redis_cluster_url: str) -> None:
-    """R1: a key's windows and its owner's shared budget are charged in one script on a cluster
+    """L13: a key's windows and its owner's shared budget are charged in one script on a cluster
     (no CROSSSLOT): the owner budget of 5 holds across two keys of the owner."""
     mw = RateLimitMiddleware(
         ok_app, storage=redis_cluster_url, read="4/minute", per_owner="5/minute", deadline=5
@@ -108,7 +114,7 @@ async def _traffic(
 async def test_master_killed_replica_promoted_no_500_and_recovery(
     private_redis_cluster: RedisClusterNodes,
 ) -> None:
-    """R2: a master dies mid-traffic: no 500, the in-process fallback decides during the gap
+    """L14: a master dies mid-traffic: no 500, the in-process fallback decides during the gap
     (fail open, degraded), and after the replica's promotion decisions return to the cluster
     without a restart."""
     cluster = private_redis_cluster
@@ -152,7 +158,7 @@ async def test_master_killed_replica_promoted_no_500_and_recovery(
 async def test_slot_migration_during_traffic_keeps_the_limit_exact(
     private_redis_cluster: RedisClusterNodes,
 ) -> None:
-    """R3: the principal's slot moves to another master mid-traffic (ASK, then MOVED): the
+    """L15: the principal's slot moves to another master mid-traffic (ASK, then MOVED): the
     limit stays exact (50 admitted out of a continuous stream) and no decision falls back."""
     cluster = private_redis_cluster
     mw = RateLimitMiddleware(
@@ -175,3 +181,4 @@ async def test_slot_migration_during_traffic_keeps_the_limit_exact(
     assert cluster.master_of_slot(_slot("ip:203.0.113.7")) is target
     assert codes[200] == 50 and set(codes) == {200, 429}, codes
     assert not any(degraded)
+    assert mw.backend.primary.redirects >= 1  # MOVED/ASK seen and followed

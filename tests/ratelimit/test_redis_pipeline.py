@@ -236,3 +236,25 @@ async def test_password_and_database_from_the_url_and_no_secret_in_errors(
                 "requirepass", ""
             )
         sync.close()
+
+
+async def test_replies_split_across_reads_resolve_in_order() -> None:
+    """L11: replies arriving one byte at a time (nested arrays, bulk, nil, errors) stay in order."""
+    from extapi_kit.stores._resp import ReplyError, _Protocol
+
+    proto = _Protocol(AutoPipeline("redis://127.0.0.1:1/0"))
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(5)]
+    proto.waiters.extend(futures)
+    stream = (
+        b"*3\r\n:1\r\n*2\r\n$3\r\nabc\r\n$-1\r\n:-7\r\n"
+        b"+PONG\r\n-NOSCRIPT No script\r\n:42\r\n*0\r\n"
+    )
+    for i in range(len(stream)):
+        proto.data_received(stream[i : i + 1])
+    assert futures[0].result() == [1, [b"abc", None], -7]
+    assert futures[1].result() == b"PONG"
+    error = futures[2].result()
+    assert isinstance(error, ReplyError) and error.message.startswith("NOSCRIPT")
+    assert (futures[3].result(), futures[4].result()) == (42, [])
+    assert not proto.buf

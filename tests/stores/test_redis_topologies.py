@@ -36,7 +36,7 @@ def _record(key_id: str) -> KeyRecord:
 
 @pytest.mark.parametrize("kind", REDIS_KINDS)
 def test_every_redis_kind_registers_cluster_and_sentinel_urls(kind: str) -> None:
-    """R5: redis+cluster:// and redis+sentinel:// are registered for every Redis-backed kind."""
+    """L16: redis+cluster:// and redis+sentinel:// are registered for every Redis-backed kind."""
     schemes = registered_schemes(kind)
     assert {"redis+cluster", "redis+sentinel"} <= set(schemes)
 
@@ -54,13 +54,13 @@ def test_every_redis_kind_registers_cluster_and_sentinel_urls(kind: str) -> None
     ],
 )
 def test_bad_cluster_and_sentinel_urls_are_configuration_errors(url: str, needle: str) -> None:
-    """R5: a malformed topology URL is a ConfigurationError naming the problem, never a crash."""
+    """L16: a malformed topology URL is a ConfigurationError naming the problem, never a crash."""
     with pytest.raises(ConfigurationError, match=needle):
         redis_from_url(url)
 
 
 def test_cluster_url_credentials_stay_out_of_repr() -> None:
-    """R5: the password of a redis+cluster:// URL reaches the client but no store repr."""
+    """L16: the password of a redis+cluster:// URL reaches the client but no store repr."""
     store = store_from_url("keys", "redis+cluster://user:s3cr3t@127.0.0.1:7000,127.0.0.1:7001/")
     assert "s3cr3t" not in repr(store)
 
@@ -70,7 +70,7 @@ def test_cluster_url_credentials_stay_out_of_repr() -> None:
 async def test_revocation_reaches_another_process_through_the_cluster(
     redis_cluster_url: str,
 ) -> None:
-    """R6 (A6 on a cluster): a change made through one store reaches the watcher of another
+    """L17 (A6 on a cluster): a change made through one store reaches the watcher of another
     store (its own connections, subscribed on some cluster node) within a second."""
     writer = store_from_url("keys", redis_cluster_url)
     reader = store_from_url("keys", redis_cluster_url)
@@ -107,7 +107,7 @@ async def _until(fn: Callable[[], Awaitable[Any]]) -> Any:
 async def test_stores_ride_a_cluster_master_failover(
     private_redis_cluster: RedisClusterNodes,
 ) -> None:
-    """R2: while a killed master's replica is promoted the stores answer StoreUnavailableError
+    """L14: while a killed master's replica is promoted the stores answer StoreUnavailableError
     (never another error), and the same store objects work again afterwards."""
     cluster = private_redis_cluster
     keys = store_from_url("keys", cluster.url)
@@ -152,7 +152,7 @@ async def test_stores_ride_a_cluster_master_failover(
 async def test_every_kind_answers_through_sentinel(
     kind: str, private_sentinel: SentinelGroup
 ) -> None:
-    """R5: every Redis-backed kind opens from a redis+sentinel:// URL and answers ping."""
+    """L16: every Redis-backed kind opens from a redis+sentinel:// URL and answers ping."""
     store = store_from_url(kind, private_sentinel.url)
     try:
         assert await store.ping()
@@ -166,7 +166,7 @@ async def test_every_kind_answers_through_sentinel(
 async def test_sentinel_failover_is_followed_without_restart(
     private_sentinel: SentinelGroup,
 ) -> None:
-    """R6: the master dies, the sentinels promote the replica; the key store (and its revocation
+    """L17: the master dies, the sentinels promote the replica; the key store (and its revocation
     listener) and the rate limiter follow the new master without a restart, and requests in the
     gap are decided by the fail-open fallback (no 500)."""
     group = private_sentinel

@@ -30,10 +30,12 @@ def wait_replicated(master: RedisServer, timeout: float = 10.0) -> None:
     """
     deadline = time.monotonic() + timeout
     c = redis.Redis(host="127.0.0.1", port=master.port, socket_timeout=2)
+    target: int | None = None
     try:
         while True:
             info = c.info("replication")
-            offset = int(info["master_repl_offset"])
+            # The writes made so far (traffic may go on: replicas ack once a second).
+            offset = target = int(info["master_repl_offset"]) if target is None else target
             replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
             if replicas and all(
                 r.get("state") == "online" and int(r.get("offset", -1)) >= offset for r in replicas

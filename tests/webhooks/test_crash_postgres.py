@@ -69,5 +69,7 @@ async def test_two_dispatchers_one_sigkilled_lose_nothing_and_send_once(pg_url: 
     assert all(len(ids) == 1 for ids in ids_per_event.values())
     per_id = Counter(r.headers["webhook-id"] for r in complete)
     duplicates = sum(n - 1 for n in per_id.values())
-    print(f"P8 postgresql: {kills} kills, {duplicates} duplicates, {time.monotonic() - started:.1f} s")
+    print(
+        f"P8 postgresql: {kills} kills, {duplicates} duplicates, {time.monotonic() - started:.1f} s"
+    )
     assert duplicates <= kills * 16  # at most the killed worker's leased batch per kill

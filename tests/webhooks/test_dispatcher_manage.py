@@ -101,7 +101,10 @@ async def test_send_test_reports_the_outcome(store: WebhookStore) -> None:
     )
     assert payload["type"] == "webhook.test"
     assert not refused.ok and refused.error == "connection_refused"
-    assert await manager.deliveries() == []  # a ping is not an event
+    # W16: each ping is listed as a delivery marked test, under the webhook-id it was sent with.
+    pings = await manager.deliveries()
+    assert [(d.test, d.status.value) for d in pings] == [(True, "succeeded"), (True, "failed")]
+    assert pings[0].id == recorder.requests[0].headers["webhook-id"]
 
 
 async def test_catalogue_validates_published_payloads(store: WebhookStore) -> None:

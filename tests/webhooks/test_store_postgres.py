@@ -25,7 +25,13 @@ from tests.support import postgres
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 Body = Callable[[Any], Awaitable[Event]]
-FLAVOURS = ["asyncpg", "psycopg", "sqlalchemy-connection", "sqlalchemy-session"]
+FLAVOURS = [
+    "asyncpg",
+    "psycopg",
+    "sqlalchemy-connection",
+    "sqlalchemy-session",
+    "sqlalchemy-session-psycopg",
+]
 
 
 def _endpoint(url: str = "https://example.com/hook") -> Endpoint:
@@ -72,7 +78,8 @@ async def _in_app_transaction(flavour: str, url: str, body: Body, *, commit: boo
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    driver = "psycopg" if flavour.endswith("-psycopg") else "asyncpg"
+    engine = create_async_engine(dsn.replace("postgresql://", f"postgresql+{driver}://", 1))
     try:
         if flavour == "sqlalchemy-connection":
             async with engine.connect() as sconn:
@@ -102,7 +109,8 @@ async def test_publish_in_transaction_commits_or_rolls_back_with_the_app(
     woken.clear()
 
     async def body(conn: Any) -> Event:
-        return await publish_in_transaction(conn, "order.created", {"id": 1}, store=store)
+        event: Event = await publish_in_transaction(conn, "order.created", {"id": 1}, store=store)
+        return event
 
     event = await _in_app_transaction(flavour, pg_url, body, commit=commit)
     with pytest.raises(TimeoutError) if not commit else _nothing():
@@ -193,3 +201,58 @@ async def test_tables_live_in_the_store_schema(pg_url: str) -> None:
         assert {"extapi_webhook_events", "extapi_webhook_deliveries"} <= names
     finally:
         await s.aclose()
+
+
+async def test_send_test_is_recorded_as_a_test_delivery(pg_url: str) -> None:
+    """P6: the "test" button's ping is stored on PostgreSQL as a delivery marked test, with its
+    one manual attempt, and no dispatcher claims it."""
+    from extapi_kit.webhooks import WebhookManager
+    from tests.webhooks.receivers import Recorder, serve
+
+    recorder = Recorder()
+    store = PostgresWebhookStore.from_url(pg_url)
+    try:
+        async with serve(recorder) as base_url:
+            manager = WebhookManager(store, allow_loopback=True)
+            ep = await manager.add_endpoint(base_url + "/hook")
+            result = await manager.send_test(ep.id)
+        assert result.ok and len(recorder.requests) == 1
+        [delivery] = await store.list_deliveries(endpoint_id=ep.id)
+        assert delivery.test and delivery.status == DeliveryStatus.SUCCEEDED
+        [attempt] = await store.list_attempts(delivery.id)
+        assert attempt.manual and attempt.status == 200
+        assert await store.claim(owner="w", now=time.time() + 3600, lease_seconds=5, limit=9) == []
+    finally:
+        await store.aclose()
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P7: pg_terminate_backend on the LISTEN connection: the store reconnects by itself, wakes
+    the dispatcher once (work committed meanwhile), and the next publish wakes it again."""
+    import extapi_kit.webhooks.store_postgres as mod
+
+    monkeypatch.setattr(mod, "RECONNECT_DELAY", 0.05)
+    listener, publisher = (
+        PostgresWebhookStore.from_url(pg_url),
+        PostgresWebhookStore.from_url(pg_url),
+    )
+    await publisher.add_endpoint(_endpoint())
+    woken = asyncio.Event()
+    try:
+        await listener.listen_for_work(woken.set)
+        await asyncio.sleep(0.05)
+        woken.clear()
+        await postgres.sql(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'",
+        )
+        await asyncio.wait_for(woken.wait(), 5)  # the reconnect's catch-up wake-up
+        await asyncio.sleep(0.2)
+        woken.clear()
+        await _publish_via_store(publisher, 1)
+        await asyncio.wait_for(woken.wait(), 2)
+    finally:
+        await listener.aclose()
+        await publisher.aclose()

@@ -1,4 +1,4 @@
-"""``postgresql://user@host:5432/db``: the audit trail in PostgreSQL, for many hosts and long history.
+"""``postgresql://user@host:5432/db``: the audit trail in PostgreSQL, for many hosts and history.
 
 A batch is one statement and one round trip: the rows travel as typed arrays and are expanded by
 ``unnest`` into ``INSERT ... ON CONFLICT (id) DO NOTHING``, so a batch re-sent after a spill never

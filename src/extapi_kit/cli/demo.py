@@ -57,7 +57,19 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("REDIS_URL"),
         help="Redis URL for every shared store (default $REDIS_URL; embedded SQLite otherwise)",
     )
-    p.add_argument("--workers", type=int, default=1, help="worker processes (>1 needs --redis)")
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL for every durable store: keys, audit, idempotency, usage, webhooks "
+        "(default $DATABASE_URL); rate limits stay in memory, or in Redis with --redis",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (>1 needs --redis or --postgres; with --postgres alone each "
+        "worker keeps its own rate-limit counters)",
+    )
     p.add_argument("--read-limit", default="300/minute", help="read budget per key")
     p.add_argument("--write-limit", default="60/minute", help="write budget per key")
     p.add_argument(

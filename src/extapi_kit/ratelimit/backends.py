@@ -8,10 +8,13 @@
 ``"redis://"``, ``"unix://"``      :class:`PipelinedRedisBackend` (one Lua call per request on one
                                    auto-pipelined connection, Redis time) behind
                                    :class:`FailoverBackend` (deadline + failure policy)
+``"redis+cluster://"``             :class:`ClusterPipelinedBackend` (the lean path on one
+                                   connection per master, routed by the principal's slot;
+                                   redirections re-sent through redis-py) behind
+                                   :class:`FailoverBackend`
 ``"rediss://"``,                   :class:`RedisBackend` (the same script through redis-py, for
-``"redis+cluster://"``,            its TLS options, its cluster client: one slot per principal,
-``"redis+sentinel://"``            ``MOVED``/``ASK`` followed; or the master Sentinel names)
-                                   behind :class:`FailoverBackend`
+``"rediss+cluster://"``,           its TLS options, its cluster client, or the master Sentinel
+``"redis+sentinel://"``            names) behind :class:`FailoverBackend`
 ``"async+...://"`` or a            :class:`LimitsBackend` (``limits.aio`` strategies) behind
 ``limits.aio`` storage instance    :class:`FailoverBackend`
 =================================  =============================================================
@@ -47,6 +50,11 @@ _REDIS_SCHEMES = (
 def _redis_backend(url: str, strategy: int, deadline: float) -> Backend:
     # The lean client talks to one server; a cluster (slot routing, MOVED/ASK) and Sentinel
     # (master discovery) go through redis-py's own clients with the same script.
+    if url.lower().startswith("redis+cluster:"):
+        from extapi_kit.ratelimit.redis_cluster import ClusterPipelinedBackend
+
+        # The lean path on every master, routed by the principal's slot.
+        return ClusterPipelinedBackend(url, strategy, deadline=deadline)
     if url.lower().startswith(("redis:", "unix:")):
         from extapi_kit.ratelimit.redis_pipeline import PipelinedRedisBackend
         from extapi_kit.stores._resp import AutoPipeline

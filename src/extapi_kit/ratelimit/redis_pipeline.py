@@ -6,9 +6,9 @@ all-or-nothing in one ``EVALSHA``, Redis time), sent through
 :class:`~extapi_kit.stores._resp.AutoPipeline`: the constant parts of the command (``EVALSHA``,
 the script's digest, the policy's arguments) are encoded once and cached, and the decisions of
 concurrent requests issued in the same event-loop iteration go out in one write and come back
-in one read. Measured on loopback (uvloop, 2 vCPU): ~26 µs per decision at concurrency 1 against
-~150 µs with redis-py's ``Script``, and ~90,000 decisions/s at 64 concurrent callers against
-~14,000 (docs/benchmarks.md).
+in one read. Measured on loopback (uvloop, 2 vCPU): ~21 µs per script call at concurrency 1
+against ~150 µs with redis-py's ``Script``, and ~90,000 decisions/s at 64 concurrent callers
+against ~14,000 (docs/benchmarks.md).
 
 A ``NOSCRIPT`` reply (Redis restarted, ``SCRIPT FLUSH``, failover) means the script did not
 run, so that one command is re-sent as ``EVAL`` (which loads the script again); nothing else is

@@ -405,6 +405,15 @@ async def migration_status(
 # --- the pool ---------------------------------------------------------------------------------
 
 
+async def _keep_session(conn: Any) -> None:
+    # asyncpg's default reset sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    # RESET ALL" on every release: one more round trip per statement we run. Our stores never
+    # leave session state on a pooled connection (advisory locks are transaction-scoped, settings
+    # are SET LOCAL, LISTEN uses its own connection), and asyncpg still rolls back an open
+    # transaction before calling this, so there is nothing to reset.
+    return None
+
+
 @dataclass
 class _State:
     pool: Any = None
@@ -479,6 +488,7 @@ class PostgresDatabase:
                             min_size=c.pool_min,
                             max_size=c.pool_max,
                             max_inactive_connection_lifetime=60.0,
+                            reset=_keep_session,
                             **self._connect_kwargs(),
                         )
                 except driver_errors() as exc:

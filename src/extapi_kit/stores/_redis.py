@@ -35,6 +35,7 @@ __all__ = [
     "redis_address",
     "redis_call",
     "redis_from_url",
+    "split_hosts",
     "wrap_redis_error",
 ]
 
@@ -49,8 +50,14 @@ SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 _CLUSTER_ATTEMPTS = 3
 
 
-def _split_hosts(url: str) -> tuple[str, str | None, str | None, list[tuple[str, int]], str, str]:
-    """Parse ``scheme://[user:pass@]h1:p1,h2:p2/path?query`` (urlsplit cannot: several hosts)."""
+def split_hosts(url: str) -> tuple[str, str | None, str | None, list[tuple[str, int]], str, str]:
+    """Parse ``scheme://[user:pass@]h1:p1,h2:p2/path?query`` (urlsplit cannot: several hosts).
+
+    Returns ``(scheme, user, password, [(host, port), ...], path, query)``.
+
+    Args:
+        url: the URL.
+    """
     scheme, _, rest = url.partition("://")
     netloc, slash, tail = rest.partition("/")
     path, _, query = (slash + tail).partition("?")
@@ -100,7 +107,7 @@ def _cluster_from_url(
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    scheme, user, password, hosts, path, query = _split_hosts(url)
+    scheme, user, password, hosts, path, query = split_hosts(url)
     if path.strip("/") not in ("", "0"):
         raise ConfigurationError("a Redis Cluster has only database 0: drop the path")
     extra = dict(parse_qsl(query))
@@ -128,7 +135,7 @@ def _sentinel_from_url(
 ) -> Any:
     from redis.asyncio.sentinel import Sentinel
 
-    scheme, user, password, hosts, path, query = _split_hosts(url)
+    scheme, user, password, hosts, path, query = split_hosts(url)
     parts = [p for p in path.split("/") if p]
     if not parts or len(parts) > 2:
         raise ConfigurationError(f"a {scheme}:// URL names the service: .../<service>[/db]")

@@ -141,7 +141,7 @@ class _Protocol(asyncio.Protocol):
         self.buf = bytearray()
         # Per written batch: [deadline (loop time), commands not answered yet].
         self.inflight: deque[list[float]] = deque()
-        self.watchdog: asyncio.TimerHandle | None = None
+        self.watchdog: asyncio.Handle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -195,16 +195,23 @@ class _Protocol(asyncio.Protocol):
             if self.watchdog is None:
                 self.watchdog = loop.call_at(at, self.check_deadline)
 
-    def check_deadline(self) -> None:
+    def check_deadline(self, head: list[float] | None = None, hops: int = 0) -> None:
         self.watchdog = None
         if self.closed or not self.inflight:
             return
         loop = asyncio.get_running_loop()
-        at = self.inflight[0][0]
-        if at <= loop.time():
-            self.fail(RespTimeoutError("redis did not answer within the deadline"))
+        first = self.inflight[0]
+        if first[0] > loop.time():
+            self.watchdog = loop.call_at(first[0], self.check_deadline)
+        elif first is not head or hops < 2:
+            # After a stalled loop (GC, CPU starvation) the reply may be sitting in the socket:
+            # let the loop poll once before calling it late (libuv runs timers before I/O,
+            # and call_soon callbacks before the poll of the same iteration).
+            self.watchdog = loop.call_soon(
+                self.check_deadline, first, hops + 1 if first is head else 1
+            )
         else:
-            self.watchdog = loop.call_at(at, self.check_deadline)
+            self.fail(RespTimeoutError("redis did not answer within the deadline"))
 
     def fail(self, exc: Exception) -> None:
         if not self.closed:

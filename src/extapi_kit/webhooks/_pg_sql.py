@@ -50,7 +50,12 @@ register_migrations(
             " response_excerpt TEXT NOT NULL, error TEXT, manual BOOLEAN NOT NULL DEFAULT false);"
             "CREATE INDEX {prefix}webhook_attempts_d ON {p}webhook_attempts"
             " (delivery_id, attempted_at, seq);",
-        )
+        ),
+        Migration(
+            2,
+            "test pings recorded as deliveries",
+            "ALTER TABLE {p}webhook_deliveries ADD COLUMN test BOOLEAN NOT NULL DEFAULT false;",
+        ),
     ],
 )
 
@@ -65,8 +70,11 @@ DCOLS = (
     "lease_owner",
     "created_at",
     "last_error",
+    "test",
 )
-_DTYPES = ("text", "text", "text", "text", "int", "float8", "float8", "text", "float8", "text")
+_DTYPES = (
+    "text", "text", "text", "text", "int", "float8", "float8", "text", "float8", "text", "bool",
+)  # fmt: skip
 ECOLS = ("id", "type", "ts", "data", "resources", "version")
 
 
@@ -152,7 +160,7 @@ def delivery_columns(deliveries: Sequence[Delivery]) -> list[list[Any]]:
     for d in deliveries:
         due = d.lease_until if d.status == DeliveryStatus.DELIVERING else d.next_attempt_at
         row = (d.id, d.event_id, d.endpoint_id, d.status.value, d.attempts, d.next_attempt_at,
-               d.lease_until, d.lease_owner, d.created_at, d.last_error, due)  # fmt: skip
+               d.lease_until, d.lease_owner, d.created_at, d.last_error, d.test, due)  # fmt: skip
         for col, value in zip(cols, row, strict=True):
             col.append(value)
     return cols

@@ -51,6 +51,7 @@ logger = logging.getLogger("extapi_kit.webhooks")
 
 HEARTBEAT = 5.0
 RECONNECT_DELAY = 0.5
+FINISH_GATHER = 0.002
 _D = ", ".join(DCOLS)
 
 
@@ -279,6 +280,9 @@ class PostgresWebhookStore:
 
     async def _flush(self) -> None:
         while self._finishing:
+            # A short pause gathers the finishes of attempts completing together into one
+            # statement (the receiver already has the request; only the bookkeeping waits).
+            await asyncio.sleep(FINISH_GATHER)
             batch, self._finishing = self._finishing, []
             attempts: list[list[Any]] = [[] for _ in range(7)]
             ends: list[list[Any]] = [[] for _ in range(6)]

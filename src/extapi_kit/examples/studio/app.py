@@ -14,9 +14,12 @@ the external API declares. Its lifespan (the job worker), the stack's lifespan, 
 dispatcher and the render-farm tool (a separate uvicorn server on a free 127.0.0.1 port, in the
 same event loop) all run in this app's lifespan. With ``redis_url`` every shared store (keys,
 audit, idempotency, rate limits, usage counters, webhooks) lives in Redis, so several workers can
-serve it. One :class:`~extapi_kit.usage.UsageTracker` counts the API's requests (and charges
-quotas by each route's ``cost``), answers the admin API's usage routes, and publishes the quota
-notifications (``api_key.quota_warning``/``api_key.quota_exhausted``) as webhooks.
+serve it; with ``postgres_url`` the durable ones (keys, audit, idempotency, usage, webhooks) live
+in PostgreSQL and rate limits in Redis or, without it, in each worker's memory (every worker then
+enforces its own copy of each limit). One :class:`~extapi_kit.usage.UsageTracker` counts the
+API's requests (and charges quotas by each route's ``cost``), answers the admin API's usage
+routes, and publishes the quota notifications (``api_key.quota_warning``/
+``api_key.quota_exhausted``) as webhooks.
 """
 
 from __future__ import annotations
@@ -63,14 +66,22 @@ _CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "x-api-key"
 _EXPOSED = ["ratelimit", "ratelimit-policy", "retry-after", "x-request-id", "location"]
 
 
-def store_urls(data_dir: str | Path, redis_url: str | None = None) -> dict[str, str]:
-    """Return the store URL of every component (SQLite files in ``data_dir``, or Redis).
+def store_urls(
+    data_dir: str | Path, redis_url: str | None = None, postgres_url: str | None = None
+) -> dict[str, str]:
+    """Return the store URL of every component (SQLite files in ``data_dir``, Redis, PostgreSQL).
 
     Args:
         data_dir: the data directory.
         redis_url: a Redis URL moving every shared store to Redis.
+        postgres_url: a PostgreSQL URL moving every durable store (keys, audit, idempotency,
+            usage, webhooks) to PostgreSQL; rate limits then stay in Redis if given, else in
+            each process's memory.
     """
     d = Path(data_dir).resolve()
+    if postgres_url:
+        durable = ("keys", "audit", "idempotency", "usage", "webhooks")
+        return {**{k: postgres_url for k in durable}, "rate_limit": redis_url or "memory://"}
     if redis_url:
         kinds = ("keys", "audit", "idempotency", "rate_limit", "usage", "webhooks")
         return {k: redis_url for k in kinds}
@@ -112,6 +123,7 @@ def create_app(
     data_dir: str | Path,
     *,
     redis_url: str | None = None,
+    postgres_url: str | None = None,
     cors_origins: tuple[str, ...] = (DEFAULT_CORS_ORIGIN,),
     read_limit: str = "300/minute",
     write_limit: str = "60/minute",
@@ -125,6 +137,8 @@ def create_app(
     Args:
         data_dir: directory for the SQLite files and the cursor secret (created if missing).
         redis_url: move keys, audit, idempotency, rate limits and webhooks to this Redis.
+        postgres_url: move keys, audit, idempotency, usage and webhooks to this PostgreSQL
+            database (rate limits: ``redis_url`` if given, else in memory).
         cors_origins: browser origins allowed to call the API.
         read_limit: default budget of the ``read`` rate class per key.
         write_limit: default budget of the ``write`` rate class per key.
@@ -140,7 +154,7 @@ def create_app(
     data = Path(data_dir).resolve()
     # 0700: its files hold key hashes, webhook signing secrets and the cursor secret (G4).
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
-    urls = store_urls(data, redis_url)
+    urls = store_urls(data, redis_url, postgres_url)
     # Domain events name their project (job and asset payloads carry project_id), so a
     # project-scoped key's webhook endpoint receives its projects' events only (KeyGrants below).
     dispatcher = WebhookDispatcher(
@@ -223,7 +237,7 @@ def create_app(
         return JSONResponse(
             {
                 "status": "ok",
-                "backend": "redis" if redis_url else "sqlite",
+                "backend": "postgresql" if postgres_url else "redis" if redis_url else "sqlite",
                 "admin": admin is not None,
                 "pid": os.getpid(),
             }
@@ -286,6 +300,7 @@ def app_from_env() -> Starlette:
     """The uvicorn factory used for ``--workers`` (configuration comes from the environment).
 
     Reads ``EXTAPI_DEMO_DATA_DIR``, ``EXTAPI_DEMO_REDIS_URL`` (else ``REDIS_URL``),
+    ``EXTAPI_DEMO_POSTGRES_URL``,
     ``EXTAPI_DEMO_READ_LIMIT``, ``EXTAPI_DEMO_WRITE_LIMIT``, ``EXTAPI_DEMO_RATE_STRATEGY``,
     ``EXTAPI_DEMO_CORS_ORIGINS`` (comma separated) and ``EXTAPI_DEMO_KEY_CACHE_TTL``.
     """
@@ -294,6 +309,7 @@ def app_from_env() -> Starlette:
     return create_app(
         env.get("EXTAPI_DEMO_DATA_DIR", "./extapi-demo-data"),
         redis_url=env.get("EXTAPI_DEMO_REDIS_URL") or env.get("REDIS_URL") or None,
+        postgres_url=env.get("EXTAPI_DEMO_POSTGRES_URL") or None,
         cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
         read_limit=env.get("EXTAPI_DEMO_READ_LIMIT", "300/minute"),
         write_limit=env.get("EXTAPI_DEMO_WRITE_LIMIT", "60/minute"),

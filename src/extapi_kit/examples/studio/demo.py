@@ -123,9 +123,14 @@ def urls(args: argparse.Namespace) -> dict[str, str | None]:
 def _banner(args: argparse.Namespace, key_id: str, key: str, revoked: str | None) -> str:
     u = urls(args)
     data = Path(args.data_dir).resolve()
-    store = args.redis or f"SQLite files in {data}"
+    postgres = getattr(args, "postgres", None)
+    if postgres:
+        limits = "Redis" if args.redis else "memory, per worker" if args.workers > 1 else "memory"
+        store = f"PostgreSQL {_where(postgres)} (rate limits: {limits})"
+    else:
+        store = args.redis or f"SQLite files in {data}"
     workers = f"{args.workers} workers" if args.workers > 1 else "1 worker"
-    stores = store_urls(data, args.redis)
+    stores = store_urls(data, args.redis, postgres)
     cli = cli_command()
     lines = [
         "",
@@ -162,10 +167,19 @@ def _banner(args: argparse.Namespace, key_id: str, key: str, revoked: str | None
 def _check(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1")
-    if args.workers > 1 and not args.redis:
+    postgres = getattr(args, "postgres", None)
+    if args.workers > 1 and not (args.redis or postgres):
         raise ConfigurationError(
-            "--workers N needs Redis: the workers must share keys, rate limits, idempotency and "
-            "webhooks. Start Redis and pass --redis redis://127.0.0.1:6379/0 (or set REDIS_URL)."
+            "--workers N needs Redis or PostgreSQL: the workers must share keys, idempotency, "
+            "usage and webhooks. Pass --redis redis://127.0.0.1:6379/0 (or set REDIS_URL), or "
+            "--postgres postgresql://... (or set DATABASE_URL)."
+        )
+    if args.workers > 1 and postgres and not args.redis:
+        # Rate limits stay in each process's memory: a key gets up to N x its budget (L3).
+        print(
+            f"note: rate limits are kept in each worker's memory: with {args.workers} workers a"
+            f" key may get up to {args.workers} x its budget (pass --redis for shared limits)",
+            file=sys.stderr,
         )
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
@@ -185,7 +199,15 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
     }
     if args.redis:
         env["EXTAPI_DEMO_REDIS_URL"] = args.redis
+    if getattr(args, "postgres", None):
+        env["EXTAPI_DEMO_POSTGRES_URL"] = args.postgres
     return env
+
+
+def _where(url: str) -> str:
+    # host:port/db only: a URL may carry a password, which never goes to the terminal.
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,12 +225,15 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data_dir).resolve()
     data.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold keys and secrets
     StudioDB(str(data / "studio.db")).close()  # create and seed once, before any worker starts
+    postgres = getattr(args, "postgres", None)
+    stores = store_urls(data, args.redis, postgres)
     try:
-        key_id, key, revoked = asyncio.run(
-            bootstrap_admin_key(data, store_urls(data, args.redis)["keys"])
-        )
+        key_id, key, revoked = asyncio.run(bootstrap_admin_key(data, stores["keys"]))
     except StoreUnavailableError as exc:
-        where = urlsplit(args.redis).netloc.rpartition("@")[2] if args.redis else str(data)
+        if postgres:
+            where = _where(postgres)
+        else:
+            where = urlsplit(args.redis).netloc.rpartition("@")[2] if args.redis else str(data)
         raise ConfigurationError(
             f"cannot reach the key store at {where} ({exc}); is it running?"
         ) from exc
@@ -219,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             "admin_key": key,
             "admin_key_id": key_id,
             "data_dir": str(data),
-            "store_urls": store_urls(data, args.redis),
+            "store_urls": stores,
         }
         print(json.dumps(info), flush=True)
     else:
