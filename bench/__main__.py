@@ -28,6 +28,7 @@ SUITES = (
     "loopback",
     "cluster",
     "postgres",
+    "sql_paths",
 )
 
 

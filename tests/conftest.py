@@ -14,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from tests.support import postgres
-from tests.support.redis_cluster import RedisClusterNodes, SentinelGroup
+from tests.support.redis_cluster import SESSION_NODE_TIMEOUT_MS, RedisClusterNodes, SentinelGroup
 from tests.support.redis_server import RedisServer
 
 settings.register_profile(
@@ -97,7 +97,7 @@ def redis_cluster_session() -> Iterator[RedisClusterNodes]:
     """A private Redis Cluster (3 masters + 3 replicas on loopback) for the whole session."""
     if not RedisClusterNodes.available():
         _no_redis("redis-server or redis-cli is not installed")
-    cluster = RedisClusterNodes()
+    cluster = RedisClusterNodes(node_timeout_ms=SESSION_NODE_TIMEOUT_MS)
     try:
         cluster.start()
     except Exception as exc:  # pragma: no cover - depends on the machine

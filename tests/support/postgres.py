@@ -38,10 +38,19 @@ async def _admin(sql: str) -> None:
     raise last
 
 
+def _run_admin(statement: str) -> None:
+    """Run an admin statement on its own event loop in its own thread: session fixtures may be
+    first requested from inside a running loop (an async fixture), where asyncio.run refuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _admin(statement)).result()
+
+
 def create_database() -> str:
     """Create a database with a random name and return its URL."""
     name = f"extapi_test_{secrets.token_hex(6)}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    _run_admin(f"CREATE DATABASE {name}")
     return f"{server_url()}/{name}"
 
 
@@ -53,7 +62,7 @@ def drop_database(url: str) -> None:
     """
     name = url.rsplit("/", 1)[1]
     assert name.startswith("extapi_test_")
-    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _run_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def sql(url: str, statement: str, *args: Any) -> Any:

@@ -19,7 +19,11 @@ import redis
 from tests.support.redis_server import RedisServer, free_port
 
 # Cluster node timeout: short so a killed master is failed over in ~1-2 s.
+# Failover tests own their cluster and want a dead master noticed fast. The shared session cluster
+# must never fail over on its own: on a loaded 2-core box a starved node can miss a 1 s timeout,
+# and a promotion mid-test splits one key's writes between the old and the new master.
 NODE_TIMEOUT_MS = 1000
+SESSION_NODE_TIMEOUT_MS = 30000
 
 
 def wait_replicated(master: RedisServer, timeout: float = 10.0) -> None:
@@ -51,14 +55,14 @@ def wait_replicated(master: RedisServer, timeout: float = 10.0) -> None:
 class RedisClusterNodes:
     """Six redis-server processes formed into a cluster (3 masters, 1 replica each)."""
 
-    def __init__(self, size: int = 6) -> None:
+    def __init__(self, size: int = 6, *, node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
         self.nodes = [
             RedisServer(
                 extra=[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
+                    str(node_timeout_ms),
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-replica-validity-factor",

@@ -231,7 +231,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(
 ) -> None:
     """P7: pg_terminate_backend on the LISTEN connection: the store reconnects by itself, wakes
     the dispatcher once (work committed meanwhile), and the next publish wakes it again."""
-    import extapi_kit.webhooks.store_postgres as mod
+    import extapi_kit.stores._pg_listener as mod
 
     monkeypatch.setattr(mod, "RECONNECT_DELAY", 0.05)
     listener, publisher = (

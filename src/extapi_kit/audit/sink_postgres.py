@@ -15,20 +15,19 @@ deletes in bounded chunks, so pruning a large backlog never holds one long state
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from extapi_kit._types import Clock
+from extapi_kit.audit._sql import SQLSinkBase
 from extapi_kit.audit.record import AuditRecord
-from extapi_kit.audit.sink_base import AuditFilter, QueryableSink, cutoff_us, split_cursor
+from extapi_kit.audit.sink_base import cutoff_us
 from extapi_kit.stores._postgres import (
     Migration,
     PostgresConfig,
-    PostgresDatabase,
-    parse_postgres_url,
+    PostgresStore,
     register_migrations,
     rowcount,
 )
@@ -76,7 +75,7 @@ def _columns(records: Sequence[AuditRecord]) -> list[list[Any]]:
     return cols
 
 
-class PostgresSink(QueryableSink):
+class PostgresSink(PostgresStore, SQLSinkBase):
     """Store audit records in PostgreSQL (``<schema>.<prefix>audit_records``).
 
     Args:
@@ -87,10 +86,15 @@ class PostgresSink(QueryableSink):
         clock: epoch-seconds clock used by :meth:`prune` with an age.
     """
 
+    FEATURE = FEATURE
+    OWN_OPTIONS = ("migrate", "clock")
+    ROW_VALUES = True
+
     def __init__(
         self, config: PostgresConfig, *, migrate: bool = True, clock: Clock = time.time
     ) -> None:
-        self._db = PostgresDatabase(config, features=[FEATURE], migrate_on_start=migrate)
+        super().__init__(config, migrate=migrate)
+        self._q = self._db
         self._clock = clock
         t = config.table("audit_records")
         self._table = t
@@ -100,22 +104,6 @@ class PostgresSink(QueryableSink):
             " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
             " $5::text[], $6::int[], $7::text[]) ON CONFLICT (id) DO NOTHING"
         )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> PostgresSink:
-        """Create a sink from ``postgresql://`` / ``postgres://`` (``?schema=`` and deadlines).
-
-        Args:
-            url: the URL.
-            **options: ``migrate`` and ``clock``; the rest go to
-                :func:`~extapi_kit.stores._postgres.parse_postgres_url`.
-        """
-        migrate = bool(options.pop("migrate", True))
-        clock = options.pop("clock", time.time)
-        return cls(parse_postgres_url(url, **options), migrate=migrate, clock=clock)
-
-    def __repr__(self) -> str:
-        return f"PostgresSink({self._db.config!r})"
 
     async def write_batch(self, records: Sequence[AuditRecord]) -> None:
         """Insert a batch in one statement (all or nothing); records already stored are skipped.
@@ -128,45 +116,6 @@ class PostgresSink(QueryableSink):
         cols = _columns(records)
         async with self._db.connection() as conn:
             await conn.execute(self._insert, *cols)
-
-    async def _query(
-        self, flt: AuditFilter, cursor: str | None
-    ) -> tuple[list[AuditRecord], str | None]:
-        where: list[str] = []
-        params: list[Any] = []
-
-        def arg(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        for column, value in (
-            ("key_id", flt.key_id),
-            ("route", flt.route),
-            ("method", flt.method),
-            ("status", flt.status),
-        ):
-            if value is not None:
-                where.append(f"{column} = {arg(value)}")
-        if flt.since_us is not None:
-            where.append(f"ts_us >= {arg(flt.since_us)}")
-        if flt.until_us is not None:
-            where.append(f"ts_us < {arg(flt.until_us)}")
-        after = split_cursor(cursor)
-        if after is not None:
-            # A row comparison: the planner reads the (…, ts_us, seq) index backwards from here.
-            where.append(f"(ts_us, seq) < ({arg(after[0])}, {arg(after[1])})")
-        sql = f"SELECT seq, ts_us, data FROM {self._table}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY ts_us DESC, seq DESC LIMIT {arg(flt.limit + 1)}"
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, *params)
-        records = [AuditRecord.from_dict(json.loads(r["data"])) for r in rows[: flt.limit]]
-        next_cursor = None
-        if len(rows) > flt.limit:
-            last = rows[flt.limit - 1]
-            next_cursor = f"{last['ts_us']}.{last['seq']}"
-        return records, next_cursor
 
     async def count(self) -> int:
         """Return the number of stored records."""

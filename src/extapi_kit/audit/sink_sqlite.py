@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -10,14 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from extapi_kit._types import Clock
+from extapi_kit.audit._sql import SQLSinkBase
 from extapi_kit.audit.record import AuditRecord
-from extapi_kit.audit.sink_base import (
-    AuditFilter,
-    QueryableSink,
-    cutoff_us,
-    split_cursor,
-)
-from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
+from extapi_kit.audit.sink_base import cutoff_us
+from extapi_kit.stores._sqlite import SQLiteDatabase, SQLiteStatements, sqlite_path_from_url
 
 __all__ = ["SQLiteSink"]
 
@@ -48,7 +43,7 @@ def _row(rec: AuditRecord) -> tuple[Any, ...]:
     return (rec.id, rec.timestamp_us, rec.key_id, rec.route, rec.method, rec.status, rec.to_json())
 
 
-class SQLiteSink(QueryableSink):
+class SQLiteSink(SQLSinkBase):
     """Store audit records in a SQLite file (WAL mode, one writer thread).
 
     Args:
@@ -61,6 +56,8 @@ class SQLiteSink(QueryableSink):
     def __init__(self, path: str, *, busy_timeout: float = 2.0, clock: Clock = time.time) -> None:
         self.path = path
         self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
+        self._q = SQLiteStatements(self._db, self._ensure)
+        self._table = "audit_records"
         self._clock = clock
         self._ready = False
 
@@ -120,48 +117,6 @@ class SQLiteSink(QueryableSink):
                 conn.executemany(_INSERT, rows)
 
         self._db.call_sync(_do)
-
-    async def _query(
-        self, flt: AuditFilter, cursor: str | None
-    ) -> tuple[list[AuditRecord], str | None]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("key_id", flt.key_id),
-            ("route", flt.route),
-            ("method", flt.method),
-            ("status", flt.status),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.since_us is not None:
-            where.append("ts_us >= ?")
-            params.append(flt.since_us)
-        if flt.until_us is not None:
-            where.append("ts_us < ?")
-            params.append(flt.until_us)
-        after = split_cursor(cursor)
-        if after is not None:
-            where.append("(ts_us < ? OR (ts_us = ? AND seq < ?))")
-            params.extend((after[0], after[0], after[1]))
-        sql = "SELECT seq, ts_us, data FROM audit_records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts_us DESC, seq DESC LIMIT ?"
-        params.append(flt.limit + 1)
-
-        def _do(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            self._ensure(conn)
-            return conn.execute(sql, params).fetchall()
-
-        rows = await self._db.run(_do)
-        records = [AuditRecord.from_dict(json.loads(r["data"])) for r in rows[: flt.limit]]
-        next_cursor = None
-        if len(rows) > flt.limit:
-            last = rows[flt.limit - 1]
-            next_cursor = f"{last['ts_us']}.{last['seq']}"
-        return records, next_cursor
 
     async def count(self) -> int:
         """Return the number of stored records."""

@@ -4,21 +4,27 @@ The in-flight lock is one row insert: ``INSERT ... ON CONFLICT DO UPDATE ... WHE
 RETURNING token`` creates the row, or takes over one whose lease or retention has ended, and
 returns nothing when a live row holds the key, all in one atomic statement on both databases (two
 workers racing on a key: exactly one gets the token back). Only the DDL differs (column types).
+:class:`SQLIdempotencyStoreBase` holds the store methods both run alike; each backend adds
+``begin`` (SQLite reads a lost race's row in the same ``BEGIN IMMEDIATE`` transaction, PostgreSQL
+re-reads until the row is stable) and ``aclose``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from extapi_kit._types import Clock
 from extapi_kit.idempotency._base import (
     COMPLETED,
     IN_FLIGHT,
     IdempotencyRecord,
     StoredResponse,
     decode_headers,
+    encode_headers,
 )
+from extapi_kit.stores._sql import SQLStatements
 
-__all__ = ["IdempotencySQL", "row_to_record"]
+__all__ = ["IdempotencySQL", "SQLIdempotencyStoreBase", "row_to_record"]
 
 
 def row_to_record(row: Any) -> IdempotencyRecord:
@@ -74,3 +80,67 @@ class IdempotencySQL:
         )
         self.release = f"DELETE FROM {t} WHERE record_key = ? AND token = ? AND state = ?"
         self.prune = f"DELETE FROM {t} WHERE expires_at <= ?"
+
+
+class SQLIdempotencyStoreBase:
+    """The idempotency store methods SQLite and PostgreSQL run alike (:class:`IdempotencySQL`)."""
+
+    _q: SQLStatements
+    _sql: IdempotencySQL
+    _clock: Clock
+
+    async def complete(
+        self, key: str, token: str, response: StoredResponse, *, now: float, ttl: float
+    ) -> bool:
+        """Store the response if ``token`` owns the in-flight row.
+
+        Args:
+            key: the record key.
+            token: the owner token.
+            response: the response to keep.
+            now: the current time.
+            ttl: retention in seconds.
+        """
+        changed = await self._q.execute(
+            self._sql.complete,
+            COMPLETED,
+            now + ttl,
+            response.status,
+            encode_headers(response.headers),
+            response.body,
+            int(response.truncated),
+            key,
+            token,
+            IN_FLIGHT,
+        )
+        return changed == 1
+
+    async def release(self, key: str, token: str) -> bool:
+        """Delete the in-flight row if ``token`` owns it.
+
+        Args:
+            key: the record key.
+            token: the owner token.
+        """
+        return await self._q.execute(self._sql.release, key, token, IN_FLIGHT) == 1
+
+    async def get(self, key: str) -> IdempotencyRecord | None:
+        """Return the record or None.
+
+        Args:
+            key: the record key.
+        """
+        row = await self._q.fetchrow(self._sql.select, key)
+        return None if row is None else row_to_record(row)
+
+    async def prune(self, *, now: float | None = None) -> int:
+        """Delete expired rows (never a row whose lease is still running).
+
+        Args:
+            now: the current time (default: the store clock).
+        """
+        return await self._q.execute(self._sql.prune, self._clock() if now is None else now)
+
+    async def ping(self) -> bool:
+        """Return whether the database answers."""
+        return await self._q.ping()

@@ -4,6 +4,8 @@ Both backends keep one row per key: ``id``, ``owner`` and ``env`` as columns for
 filters, ``last_used_at`` as its own column (written only by ``touch``, so a touch can never undo
 a revocation), and the rest of the record as JSON text. Only the DDL differs (column types), and
 the PostgreSQL update is wrapped to announce the change with ``pg_notify`` in the same statement.
+:class:`SQLKeyStoreBase` holds what both stores do alike; each backend adds ``update`` and
+``watch`` (how a change reaches other processes) and ``aclose``.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from extapi_kit.exceptions import ConflictError
 from extapi_kit.keys.models import KeyRecord
+from extapi_kit.keys.store import (
+    Watchers,
+    check_page_args,
+    decode_cursor,
+    encode_cursor,
+    filter_records,
+)
+from extapi_kit.stores._sql import SQLStatements
 
-__all__ = ["KeySQL", "record_data", "row_to_record"]
+__all__ = ["KeySQL", "SQLKeyStoreBase", "record_data", "row_to_record"]
 
 PAGE_ROWS = 200
 
@@ -97,3 +108,76 @@ class KeySQL:
             record: the new state.
         """
         return (record.owner, record.env, record_data(record), record.id)
+
+
+class SQLKeyStoreBase:
+    """The key store methods SQLite and PostgreSQL run alike, over :class:`KeySQL`."""
+
+    _q: SQLStatements
+    _sql: KeySQL
+    _watchers: Watchers
+
+    async def create(self, record: KeyRecord) -> None:
+        """Insert a record.
+
+        Args:
+            record: the record.
+        """
+        if await self._q.execute(self._sql.insert, *KeySQL.row(record)) == 0:
+            raise ConflictError(f"key {record.id} already exists")
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        """Return a record or None.
+
+        Args:
+            key_id: the key id.
+        """
+        row = await self._q.fetchrow(self._sql.get, key_id)
+        return None if row is None else row_to_record(row)
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        env: str | None = None,
+        status: str | None = None,
+        now: float = 0.0,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[KeyRecord], str | None]:
+        """Return one page of records ordered by id.
+
+        Args:
+            owner: owner filter.
+            env: env filter.
+            status: status filter (applied in Python; it depends on ``now``).
+            now: time for the status filter.
+            cursor: from a previous page.
+            limit: page size.
+        """
+        check_page_args(status, limit)
+        last = decode_cursor(cursor)
+        found: list[KeyRecord] = []
+        while len(found) <= limit:
+            sql, params = self._sql.page(last, owner, env)
+            rows = await self._q.fetch(sql, *params)
+            if not rows:
+                break
+            batch = [row_to_record(r) for r in rows]
+            last = batch[-1].id
+            found += filter_records(batch, owner=None, env=None, status=status, now=now)
+        page = found[:limit]
+        return page, (encode_cursor(page[-1].id) if len(found) > limit else None)
+
+    async def touch(self, key_id: str, when: float) -> None:
+        """Move ``last_used_at`` forward.
+
+        Args:
+            key_id: the key id.
+            when: epoch seconds.
+        """
+        await self._q.execute(self._sql.touch, when, key_id, when)
+
+    async def ping(self) -> bool:
+        """Return whether the database answers."""
+        return await self._q.ping()

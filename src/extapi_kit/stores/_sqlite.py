@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from extapi_kit._files import create_private_file, make_private_dirs
 from extapi_kit.exceptions import ConfigurationError, StoreError, StoreUnavailableError
 
-__all__ = ["SQLiteDatabase", "sqlite_path_from_url"]
+__all__ = ["SQLiteDatabase", "SQLiteStatements", "sqlite_path_from_url"]
 
 T = TypeVar("T")
 
@@ -199,3 +199,66 @@ class SQLiteDatabase:
                 self._conn.close()
                 self._conn = None
         self._executor.shutdown(wait=False)
+
+
+class SQLiteStatements:
+    """Run a feature's shared SQL on a :class:`SQLiteDatabase`, creating its tables first.
+
+    The :class:`~extapi_kit.stores._sql.SQLStatements` face of a SQLite store: every call is one
+    hop to the database thread, and the first one creates the schema in the same hop.
+
+    Args:
+        db: the database.
+        schema: creates the feature's tables if missing (``CREATE ... IF NOT EXISTS``).
+    """
+
+    def __init__(self, db: SQLiteDatabase, schema: Callable[[sqlite3.Connection], object]) -> None:
+        self.db = db
+        self._schema = schema
+        self._ready = False
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the database thread, after the schema exists.
+
+        Args:
+            fn: the function to run; it may use transactions (``BEGIN IMMEDIATE`` ... ``COMMIT``).
+        """
+
+        def call(conn: sqlite3.Connection) -> T:
+            if not self._ready:
+                self._schema(conn)
+                self._ready = True
+            return fn(conn)
+
+        return await self.db.run(call)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Execute one statement and return the number of changed rows.
+
+        Args:
+            sql: the statement.
+            *args: its parameters.
+        """
+        return await self.run(lambda c: c.execute(sql, args).rowcount)
+
+    async def fetch(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        """Run a query and return all rows.
+
+        Args:
+            sql: the query.
+            *args: its parameters.
+        """
+        return await self.run(lambda c: c.execute(sql, args).fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        """Run a query and return the first row, or None.
+
+        Args:
+            sql: the query.
+            *args: its parameters.
+        """
+        return await self.run(lambda c: c.execute(sql, args).fetchone())
+
+    async def ping(self) -> bool:
+        """Return True when the database answers a trivial query."""
+        return await self.db.ping()

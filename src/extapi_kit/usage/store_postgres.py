@@ -12,23 +12,20 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from extapi_kit.stores._postgres import (
     Migration,
     PostgresConfig,
-    PostgresDatabase,
-    parse_postgres_url,
+    PostgresStore,
     pg_sql,
     register_migrations,
 )
-from extapi_kit.usage._sql import UsageSQL
+from extapi_kit.usage._sql import SQLUsageStoreBase, UsageSQL
 from extapi_kit.usage.store import Counts, QuotaCheck
 
 __all__ = ["PostgresUsageStore"]
 
 FEATURE = "usage"
-BATCH_MEMORY = 2 * 86400
 
 register_migrations(
     FEATURE,
@@ -47,7 +44,7 @@ register_migrations(
 )
 
 
-class PostgresUsageStore:
+class PostgresUsageStore(PostgresStore, SQLUsageStoreBase):
     """A :class:`~extapi_kit.usage.store.UsageStore` in PostgreSQL.
 
     Args:
@@ -55,29 +52,17 @@ class PostgresUsageStore:
         migrate: create or upgrade the tables on first use.
     """
 
+    FEATURE = FEATURE
+
     def __init__(self, config: PostgresConfig, *, migrate: bool = True) -> None:
-        self._db = PostgresDatabase(config, features=[FEATURE], migrate_on_start=migrate)
+        super().__init__(config, migrate=migrate)
+        self._q = self._db
         sql = self._sql = UsageSQL(config.table("usage"))
         self._add_day = pg_sql(sql.add_day)
         self._mark_batch = pg_sql(sql.mark_batch)
         self._seed = pg_sql(sql.quota_seed)
         self._lock = pg_sql(sql.quota_used + " FOR UPDATE")
         self._charge = pg_sql(sql.quota_charge)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> PostgresUsageStore:
-        """Create the store from ``postgresql://`` / ``postgres://`` (``?schema=`` and deadlines).
-
-        Args:
-            url: the URL.
-            **options: ``migrate``; the rest go to
-                :func:`~extapi_kit.stores._postgres.parse_postgres_url`.
-        """
-        migrate = bool(options.pop("migrate", True))
-        return cls(parse_postgres_url(url, **options), migrate=migrate)
-
-    def __repr__(self) -> str:
-        return f"PostgresUsageStore({self._db.config!r})"
 
     async def add(self, counts: Counts, *, ttl: int, batch: str | None = None) -> None:
         """Add a batch of increments in one transaction, at most once per ``batch`` id.
@@ -96,21 +81,6 @@ class PostgresUsageStore:
             if await conn.execute(self._mark_batch, batch_id, time.time()) == "INSERT 0 1":
                 await conn.executemany(self._add_day, rows)
 
-    async def days(self, subject: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Return the counters of ``subject`` for each of ``days``.
-
-        Args:
-            subject: the subject.
-            days: UTC dates.
-        """
-        out: dict[str, dict[str, int]] = {d: {} for d in days}
-        if not days:
-            return out
-        for day, name, n in await self._db.fetch(self._sql.days, subject, min(days), max(days)):
-            if day in out:
-                out[day][name] = int(n)
-        return out
-
     async def consume(self, checks: Sequence[QuotaCheck], cost: int) -> tuple[bool, list[int]]:
         """Charge ``cost`` to every counter if all stay within their limits (one transaction).
 
@@ -128,37 +98,6 @@ class PostgresUsageStore:
             if cost:
                 await conn.executemany(self._charge, [(c, cost) for c in order])
         return True, [u + cost for u in used]
-
-    async def quota_used(self, counter: str) -> int:
-        """Return a quota counter's value.
-
-        Args:
-            counter: the counter name.
-        """
-        row = await self._db.fetchrow(self._sql.quota_used, counter)
-        return int(row[0]) if row else 0
-
-    async def mark_once(self, mark: str, *, ttl: int) -> bool:
-        """Insert a mark unless it exists (``ON CONFLICT DO NOTHING``).
-
-        Args:
-            mark: the mark name.
-            ttl: unused (marks name their period, so stale ones never match again).
-        """
-        return await self._db.execute(self._sql.mark, mark) == 1
-
-    async def prune(self, before_day: str) -> int:
-        """Delete day counters older than ``before_day``.
-
-        Args:
-            before_day: the first date kept.
-        """
-        await self._db.execute(self._sql.prune_batches, time.time() - BATCH_MEMORY)
-        return await self._db.execute(self._sql.prune_days, before_day)
-
-    async def ping(self) -> bool:
-        """Return True when the database answers."""
-        return await self._db.ping()
 
     async def aclose(self) -> None:
         """Close the pool."""

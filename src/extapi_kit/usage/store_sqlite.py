@@ -18,17 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from extapi_kit.exceptions import ConfigurationError
-from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
-from extapi_kit.usage._sql import UsageSQL
+from extapi_kit.stores._sqlite import SQLiteDatabase, SQLiteStatements, sqlite_path_from_url
+from extapi_kit.usage._sql import SQLUsageStoreBase, UsageSQL
 from extapi_kit.usage.store import Counts, QuotaCheck
 
 __all__ = ["SQLiteUsageStore"]
 
-BATCH_MEMORY = 2 * 86400
 _PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
 
-class SQLiteUsageStore:
+class SQLiteUsageStore(SQLUsageStoreBase):
     """A :class:`~extapi_kit.usage.store.UsageStore` in a SQLite file.
 
     Args:
@@ -36,6 +35,8 @@ class SQLiteUsageStore:
         table_prefix: prefix of the three tables.
         busy_timeout: seconds to wait for a lock held by another process.
     """
+
+    _q: SQLiteStatements
 
     def __init__(
         self, path: str, *, table_prefix: str = "extapi_usage", busy_timeout: float = 5.0
@@ -45,7 +46,7 @@ class SQLiteUsageStore:
         self._p = table_prefix
         self._sql = UsageSQL(table_prefix)
         self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
-        self._ready = False
+        self._q = SQLiteStatements(self._db, self._schema)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteUsageStore:
@@ -61,8 +62,6 @@ class SQLiteUsageStore:
         return f"SQLiteUsageStore({self._db.path!r})"
 
     def _schema(self, c: sqlite3.Connection) -> None:
-        if self._ready:
-            return
         p = self._p
         c.execute(
             f"CREATE TABLE IF NOT EXISTS {p}_days (subject TEXT NOT NULL, day TEXT NOT NULL, "
@@ -74,14 +73,6 @@ class SQLiteUsageStore:
         )
         c.execute(f"CREATE TABLE IF NOT EXISTS {p}_marks (mark TEXT PRIMARY KEY)")
         c.execute(f"CREATE TABLE IF NOT EXISTS {p}_batches (id TEXT PRIMARY KEY, at REAL NOT NULL)")
-        self._ready = True
-
-    async def _run(self, fn: Any) -> Any:
-        def call(c: sqlite3.Connection) -> Any:
-            self._schema(c)
-            return fn(c)
-
-        return await self._db.run(call)
 
     async def add(self, counts: Counts, *, ttl: int, batch: str | None = None) -> None:
         """Add a batch of increments in one transaction, at most once per ``batch`` id.
@@ -108,24 +99,7 @@ class SQLiteUsageStore:
                 raise
             c.execute("COMMIT")
 
-        await self._run(do)
-
-    async def days(self, subject: str, days: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Return the counters of ``subject`` for each of ``days``.
-
-        Args:
-            subject: the subject.
-            days: UTC dates.
-        """
-        out: dict[str, dict[str, int]] = {d: {} for d in days}
-        if not days:
-            return out
-        sql = self._sql.days
-        rows = await self._run(lambda c: c.execute(sql, (subject, min(days), max(days))).fetchall())
-        for day, name, n in rows:
-            if day in out:
-                out[day][name] = int(n)
-        return out
+        await self._q.run(do)
 
     async def consume(self, checks: Sequence[QuotaCheck], cost: int) -> tuple[bool, list[int]]:
         """Charge ``cost`` to every counter if all stay within their limits (one transaction).
@@ -153,50 +127,7 @@ class SQLiteUsageStore:
             c.execute("COMMIT")
             return True, [u + cost for u in used]
 
-        result: tuple[bool, list[int]] = await self._run(do)
-        return result
-
-    async def quota_used(self, counter: str) -> int:
-        """Return a quota counter's value.
-
-        Args:
-            counter: the counter name.
-        """
-        sql = self._sql.quota_used
-        row = await self._run(lambda c: c.execute(sql, (counter,)).fetchone())
-        return int(row[0]) if row else 0
-
-    async def mark_once(self, mark: str, *, ttl: int) -> bool:
-        """Insert a mark unless it exists (``INSERT OR IGNORE``).
-
-        Args:
-            mark: the mark name.
-            ttl: unused (marks name their period, so stale ones never match again).
-        """
-        sql = self._sql.mark
-        changed = await self._run(lambda c: c.execute(sql, (mark,)).rowcount)
-        return bool(changed)
-
-    async def prune(self, before_day: str) -> int:
-        """Delete day counters older than ``before_day``.
-
-        Args:
-            before_day: the first date kept.
-        """
-        sql = self._sql.prune_days
-        # Batch ids only guard re-sends, which happen within minutes.
-        old = self._sql.prune_batches
-        cutoff = time.time() - BATCH_MEMORY
-
-        def do(c: sqlite3.Connection) -> int:
-            c.execute(old, (cutoff,))
-            return int(c.execute(sql, (before_day,)).rowcount)
-
-        return int(await self._run(do))
-
-    async def ping(self) -> bool:
-        """Return True when the database answers."""
-        return await self._db.ping()
+        return await self._q.run(do)
 
     async def aclose(self) -> None:
         """Close the connection."""

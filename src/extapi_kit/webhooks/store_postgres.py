@@ -18,20 +18,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from extapi_kit.exceptions import NotFoundError
-from extapi_kit.stores._postgres import (
-    PostgresConfig,
-    PostgresDatabase,
-    import_asyncpg,
-    parse_postgres_url,
-    pg_sql,
-)
+from extapi_kit.stores._pg_listener import PostgresListener
+from extapi_kit.stores._postgres import PostgresConfig, PostgresDatabase, PostgresStore, pg_sql
+from extapi_kit.webhooks._finish import FinishBatcher
 from extapi_kit.webhooks._pg_sql import (
     DCOLS,
     ECOLS,
@@ -42,6 +37,7 @@ from extapi_kit.webhooks._pg_sql import (
     row_delivery,
     row_event,
 )
+from extapi_kit.webhooks._sql import delivery_filters, listing_sql
 from extapi_kit.webhooks.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from extapi_kit.webhooks.store import Claimed
 
@@ -49,13 +45,15 @@ __all__ = ["PostgresWebhookStore"]
 
 logger = logging.getLogger("extapi_kit.webhooks")
 
-HEARTBEAT = 5.0
-RECONNECT_DELAY = 0.5
 FINISH_GATHER = 0.002
 _D = ", ".join(DCOLS)
 
 
-class PostgresWebhookStore:
+# What one finish() hands to the batch write: delivery, attempt, owner, status, next attempt.
+_Finish = tuple[Delivery, Attempt | None, str, DeliveryStatus, float | None]
+
+
+class PostgresWebhookStore(PostgresStore):
     """A :class:`~extapi_kit.webhooks.store.WebhookStore` in PostgreSQL.
 
     Args:
@@ -65,10 +63,11 @@ class PostgresWebhookStore:
             runs ahead of deploys).
     """
 
+    FEATURE = FEATURE
     excludes_cheaply = True
 
     def __init__(self, config: PostgresConfig, *, migrate: bool = True) -> None:
-        self._db = PostgresDatabase(config, features=[FEATURE], migrate_on_start=migrate)
+        super().__init__(config, migrate=migrate)
         # Claims, finishes and releases commit without waiting for the WAL flush (an fdatasync,
         # ~5 ms on an ordinary disk): losing one in a *server* crash only makes a delivery due
         # again, which re-sends it with the same webhook-id — the at-least-once contract already
@@ -131,26 +130,16 @@ class PostgresWebhookStore:
             " + 0 * (SELECT count(*) FROM n)"
         )
         self._callbacks: list[Callable[[], object]] = []
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed: asyncio.Event | None = None
-        self._finishing: list[Any] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._closed = False
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> PostgresWebhookStore:
-        """Create a store from ``postgresql://`` / ``postgres://`` (``?schema=`` and deadlines).
-
-        Args:
-            url: the URL.
-            **options: ``migrate``; the rest go to
-                :func:`~extapi_kit.stores._postgres.parse_postgres_url`.
-        """
-        migrate = bool(options.pop("migrate", True))
-        return cls(parse_postgres_url(url, **options), migrate=migrate)
-
-    def __repr__(self) -> str:
-        return f"PostgresWebhookStore({self._db.config!r})"
+        # Woken at every connect too: work committed while nobody listened is claimed at once.
+        self._listener = PostgresListener(
+            config,
+            self.channel,
+            on_notify=self._wake,
+            on_connected=self._wake,
+            name="webhook listener",
+            logger=logger,
+        )
+        self._finishing = FinishBatcher[_Finish](self._write_finishes, gather=FINISH_GATHER)
 
     @property
     def config(self) -> PostgresConfig:
@@ -233,13 +222,14 @@ class PostgresWebhookStore:
     async def list_events(
         self, *, type: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[Event]:
-        sql = f"SELECT {', '.join(ECOLS)} FROM {self._ev} WHERE ts >= ?"
-        params: list[Any] = [since if since is not None else float("-inf")]
-        if type is not None:
-            sql += " AND type = ?"
-            params.append(type)
-        sql += " ORDER BY ts, id LIMIT ?"
-        params.append(limit)
+        sql, params = listing_sql(
+            f"SELECT {', '.join(ECOLS)} FROM {self._ev}",
+            since_column="ts",
+            since=since,
+            filters=[("type", type)],
+            order="ts, id",
+            limit=limit,
+        )
         return [row_event(r) for r in await self._db.fetch(sql, *params)]
 
     async def claim(
@@ -271,47 +261,29 @@ class PostgresWebhookStore:
         next_attempt_at: float | None = None,
     ) -> None:
         # Finishes arriving while a write is in flight go together in the next statement: one
-        # round trip and one commit for a batch instead of one per attempt.
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._finishing.append((delivery, attempt, owner, status, next_attempt_at, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await fut
+        # round trip and one commit for a batch instead of one per attempt. A short pause gathers
+        # the finishes of attempts completing together (the receiver already has the request;
+        # only the bookkeeping waits).
+        await self._finishing.submit((delivery, attempt, owner, status, next_attempt_at))
 
-    async def _flush(self) -> None:
-        while self._finishing:
-            # A short pause gathers the finishes of attempts completing together into one
-            # statement (the receiver already has the request; only the bookkeeping waits).
-            await asyncio.sleep(FINISH_GATHER)
-            batch, self._finishing = self._finishing, []
-            attempts: list[list[Any]] = [[] for _ in range(7)]
-            ends: list[list[Any]] = [[] for _ in range(6)]
-            for delivery, attempt, owner, status, nxt, _fut in batch:
-                err = None
-                if attempt is not None:
-                    row = (attempt.delivery_id, attempt.time, attempt.duration, attempt.status,
-                           attempt.response_excerpt, attempt.error, attempt.manual)  # fmt: skip
-                    for col, value in zip(attempts, row, strict=True):
-                        col.append(value)
-                    ok = attempt.status is not None and 200 <= attempt.status < 300
-                    err = attempt.error or (None if ok else str(attempt.status))
-                end = (delivery.id, owner, DeliveryStatus(status).value,
-                       int(attempt is not None), err, nxt)  # fmt: skip
-                for col, value in zip(ends, end, strict=True):
+    async def _write_finishes(self, batch: list[_Finish]) -> None:
+        attempts: list[list[Any]] = [[] for _ in range(7)]
+        ends: list[list[Any]] = [[] for _ in range(6)]
+        for delivery, attempt, owner, status, nxt in batch:
+            err = None
+            if attempt is not None:
+                row = (attempt.delivery_id, attempt.time, attempt.duration, attempt.status,
+                       attempt.response_excerpt, attempt.error, attempt.manual)  # fmt: skip
+                for col, value in zip(attempts, row, strict=True):
                     col.append(value)
-            try:
-                async with self._lease_db.connection() as conn:
-                    await conn.execute(self._finish, *attempts, *ends)
-            except BaseException as exc:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+                ok = attempt.status is not None and 200 <= attempt.status < 300
+                err = attempt.error or (None if ok else str(attempt.status))
+            end = (delivery.id, owner, DeliveryStatus(status).value,
+                   int(attempt is not None), err, nxt)  # fmt: skip
+            for col, value in zip(ends, end, strict=True):
+                col.append(value)
+        async with self._lease_db.connection() as conn:
+            await conn.execute(self._finish, *attempts, *ends)
 
     async def release(self, deliveries: Sequence[Delivery], *, owner: str, now: float) -> None:
         if not deliveries:
@@ -354,16 +326,14 @@ class PostgresWebhookStore:
         since: float | None = None,
         limit: int = 1000,
     ) -> list[Delivery]:
-        sql = f"SELECT {_D} FROM {self._d} WHERE created_at >= ?"
-        params: list[Any] = [since if since is not None else float("-inf")]
-        if endpoint_id is not None:
-            sql += " AND endpoint_id = ?"
-            params.append(endpoint_id)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(DeliveryStatus(status).value)
-        sql += " ORDER BY created_at, seq LIMIT ?"
-        params.append(limit)
+        sql, params = listing_sql(
+            f"SELECT {_D} FROM {self._d}",
+            since_column="created_at",
+            since=since,
+            filters=delivery_filters(endpoint_id, status),
+            order="created_at, seq",
+            limit=limit,
+        )
         return [row_delivery(r) for r in await self._db.fetch(sql, *params)]
 
     async def list_attempts(self, delivery_id: str) -> list[Attempt]:
@@ -392,12 +362,7 @@ class PostgresWebhookStore:
         """
         if callback not in self._callbacks:
             self._callbacks.append(callback)
-        event = self._subscribed
-        if event is None or self._listener is None or self._listener.done():
-            event = self._subscribed = asyncio.Event()
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), 1.0)
+        await self._listener.start()
 
     def stop_listening(self, callback: Callable[[], object]) -> None:
         """Unregister a callback given to :meth:`listen_for_work`.
@@ -412,47 +377,11 @@ class PostgresWebhookStore:
         for cb in list(self._callbacks):
             cb()
 
-    async def _listen(self) -> None:
-        asyncpg = import_asyncpg()
-        config = self._db.config
-        while not self._closed:
-            conn = None
-            try:
-                conn = await asyncpg.connect(config.dsn, timeout=config.connect_timeout)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(self.channel, self._wake)
-                if self._subscribed is not None:
-                    self._subscribed.set()
-                self._wake()  # anything committed while we were not listening
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), HEARTBEAT)
-                    if not lost.is_set():
-                        # A silently dead network never closes the socket: ask, with a deadline.
-                        await conn.fetchval("SELECT 1", timeout=config.statement_timeout)
-                raise ConnectionError("the LISTEN connection closed")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("webhook listener lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(RECONNECT_DELAY)
-            finally:
-                if conn is not None:
-                    conn.terminate()
-
     async def ping(self) -> bool:
         return await self._db.ping()
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
-            self._listener = None
-        if self._flusher is not None and not self._flusher.done():
-            with contextlib.suppress(Exception):
-                await self._flusher
+        await self._listener.aclose()
+        await self._finishing.drain()
         await self._lease_db.aclose()
         await self._db.aclose()

@@ -11,7 +11,6 @@ outbox), and the dispatcher picks the rows up like any other.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Collection, Sequence
@@ -19,6 +18,8 @@ from typing import Any
 
 from extapi_kit.exceptions import NotFoundError
 from extapi_kit.stores._sqlite import SQLiteDatabase, sqlite_path_from_url
+from extapi_kit.webhooks._finish import FinishBatcher
+from extapi_kit.webhooks._sql import delivery_filters, listing_sql
 from extapi_kit.webhooks.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from extapi_kit.webhooks.store import Claimed
 
@@ -177,6 +178,10 @@ def _finish_one(
         )
 
 
+# What one finish() hands to the batch write: delivery, attempt, owner, status, next attempt.
+_Finish = tuple[Delivery, Attempt | None, str, DeliveryStatus, float | None]
+
+
 class SQLiteWebhookStore:
     """A :class:`~extapi_kit.webhooks.store.WebhookStore` in one SQLite file.
 
@@ -189,8 +194,7 @@ class SQLiteWebhookStore:
         self._db = SQLiteDatabase(path, busy_timeout=busy_timeout)
         self._ready = False
         self._rr = 0
-        self._finishing: list[Any] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._finishing = FinishBatcher[_Finish](self._write_finishes)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteWebhookStore:
@@ -296,13 +300,14 @@ class SQLiteWebhookStore:
     async def list_events(
         self, *, type: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[Event]:
-        sql = f"{_EVENT_SELECT} WHERE timestamp >= ?"
-        params: list[Any] = [since if since is not None else float("-inf")]
-        if type is not None:
-            sql += " AND type = ?"
-            params.append(type)
-        sql += " ORDER BY timestamp LIMIT ?"
-        params.append(limit)
+        sql, params = listing_sql(
+            _EVENT_SELECT,
+            since_column="timestamp",
+            since=since,
+            filters=[("type", type)],
+            order="timestamp",
+            limit=limit,
+        )
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_event(r) for r in rows]
 
@@ -369,32 +374,14 @@ class SQLiteWebhookStore:
     ) -> None:
         # Finishes arriving while the database thread is busy are written in one transaction:
         # one thread hop and one commit for a batch instead of one per attempt.
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._finishing.append((delivery, attempt, owner, status, next_attempt_at, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await fut
+        await self._finishing.submit((delivery, attempt, owner, status, next_attempt_at))
 
-    async def _flush(self) -> None:
-        while self._finishing:
-            batch, self._finishing = self._finishing, []
+    async def _write_finishes(self, batch: list[_Finish]) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            for item in batch:
+                _finish_one(c, *item)
 
-            def write(c: sqlite3.Connection, batch: list[Any] = batch) -> None:
-                for item in batch:
-                    _finish_one(c, *item[:5])
-
-            try:
-                await self._run(write, write=True)
-            except BaseException as exc:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+        await self._run(write, write=True)
 
     async def release(self, deliveries: Sequence[Delivery], *, owner: str, now: float) -> None:
         await self._run(
@@ -440,16 +427,14 @@ class SQLiteWebhookStore:
         since: float | None = None,
         limit: int = 1000,
     ) -> list[Delivery]:
-        sql = f"SELECT {_DCOLS} FROM {_P}_deliveries WHERE created_at >= ?"
-        params: list[Any] = [since if since is not None else float("-inf")]
-        if endpoint_id is not None:
-            sql += " AND endpoint_id = ?"
-            params.append(endpoint_id)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(DeliveryStatus(status).value)
-        sql += " ORDER BY created_at, rowid LIMIT ?"
-        params.append(limit)
+        sql, params = listing_sql(
+            f"SELECT {_DCOLS} FROM {_P}_deliveries",
+            since_column="created_at",
+            since=since,
+            filters=delivery_filters(endpoint_id, status),
+            order="created_at, rowid",
+            limit=limit,
+        )
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_delivery(r) for r in rows]
 
