@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -52,6 +53,35 @@ async def test_300_concurrent_at_50_admit_exactly_50_cluster(
         await mw.aclose()
     assert codes.count(200) == 50 and codes.count(429) == 250
     assert not mw.backend.degraded
+
+
+@pytest.mark.anyio
+async def test_a_cold_burst_reads_the_slot_map_once(redis_cluster_url: str) -> None:
+    """L13: 300 concurrent first decisions on a cluster read its slot map once, not 300 times
+    (each read asks a node for CLUSTER SLOTS; under coverage 300 of them outlasted the deadline,
+    so part of the burst was decided by the in-process fallback: 100 admitted at L=50)."""
+    from extapi_kit.ratelimit.redis_cluster import ClusterPipelinedBackend
+
+    mw = RateLimitMiddleware(
+        ok_app, storage=redis_cluster_url, read="50/minute", strategy="moving-window", deadline=5
+    )
+    cluster = mw.backend.primary
+    assert isinstance(cluster, ClusterPipelinedBackend)
+    original = cluster._refresh
+    reads = 0
+
+    async def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return await original()
+
+    cluster._refresh = counted  # type: ignore[method-assign]
+    try:
+        codes = await _burst(mw)
+    finally:
+        await mw.aclose()
+    assert reads == 1
+    assert codes.count(200) == 50 and not mw.backend.degraded
 
 
 def test_two_processes_share_one_limit_on_a_cluster(redis_cluster_url: str) -> None:

@@ -73,6 +73,9 @@ class ClusterPipelinedBackend:
         self._slow = RedisBackend(self.cluster, strategy, deadline=deadline)
         self._nodes: dict[str, PipelinedRedisBackend] = {}
         self._map: list[PipelinedRedisBackend | None] | None = None
+        # One slot-map read at a time: a cold burst of concurrent decisions must not each ask the
+        # cluster for its map (300 of them at once outlasted the deadline and fell back).
+        self._map_lock = asyncio.Lock()
         self.redirects = 0
 
     def __repr__(self) -> str:
@@ -128,7 +131,8 @@ class ClusterPipelinedBackend:
 
         table = self._map
         if table is None:
-            table = await self._refresh()
+            async with self._map_lock:
+                table = self._map if self._map is not None else await self._refresh()
         backend = table[key_slot(keys[0].encode())]
         if backend is None:  # a slot nobody serves (cluster down): let redis-py say why
             self._map = None
