@@ -32,19 +32,21 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-REQUIRE_REDIS = os.environ.get("EXTAPI_KIT_REQUIRE_REDIS") == "1"
-REQUIRE_POSTGRES = os.environ.get("EXTAPI_KIT_REQUIRE_POSTGRES") == "1"
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
-def _no_redis(reason: str) -> None:
-    if REQUIRE_REDIS:
-        pytest.fail(f"EXTAPI_KIT_REQUIRE_REDIS=1 but no Redis server: {reason}")
-    pytest.skip(f"no Redis server: {reason}")
+def _no_server(name: str, flag: str, reason: str) -> NoReturn:
+    """Skip for want of a server; under ``flag=1`` (as in .ci/run) fail instead."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{flag}=1 but no {name} server: {reason}")
+    pytest.skip(f"no {name} server: {reason}")
+
+
+def _no_redis(reason: str) -> NoReturn:
+    _no_server("Redis", "EXTAPI_KIT_REQUIRE_REDIS", reason)
 
 
 @pytest.fixture(scope="session")
@@ -177,11 +179,7 @@ def any_contract_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> st
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL for each built-in backend (contract suites parametrize over this)."""
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return str(request.getfixturevalue("redis_url"))
+    return _backend_url(request, tmp_path)
 
 
 @pytest.fixture(
@@ -189,19 +187,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 )
 def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL for each built-in backend, PostgreSQL included (stores that have one)."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    return str(request.getfixturevalue("redis_url"))
+    return _backend_url(request, tmp_path)
 
 
 def _no_postgres(reason: str) -> NoReturn:
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"EXTAPI_KIT_REQUIRE_POSTGRES=1 but no PostgreSQL server: {reason}")
-    pytest.skip(f"no PostgreSQL server: {reason}")
+    _no_server("PostgreSQL", "EXTAPI_KIT_REQUIRE_POSTGRES", reason)
 
 
 @pytest.fixture(scope="session")

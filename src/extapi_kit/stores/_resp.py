@@ -287,16 +287,16 @@ class AutoPipeline:
             payload: the whole RESP command.
         """
         proto = self._proto
-        assert proto is not None
-        fut = asyncio.get_running_loop().create_future()
-        if proto.closed:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if proto is None or proto.closed:
             fut.set_exception(RespConnectionError("redis connection closed"))
             return fut
         proto.waiters.append(fut)
         proto.out.append(payload)
         if not proto.scheduled:
             proto.scheduled = True
-            asyncio.get_running_loop().call_soon(proto.flush)
+            loop.call_soon(proto.flush)
         return fut
 
     async def execute(self, payload: bytes) -> Any:
