@@ -67,6 +67,26 @@ async def test_bootstrap_key_is_new_on_every_start_and_the_old_one_revoked(tmp_p
     assert second_key in banner and "/api/v1" in banner and f"previous {first_id} revoked" in banner
 
 
+def test_banner_hides_a_store_password(tmp_path: Path) -> None:
+    """A10: a Redis URL with a password is shown with ``***`` in the banner's store line and in its
+    commands, with a line saying so; the password itself never reaches the terminal."""
+    args = argparse.Namespace(
+        host="127.0.0.1",
+        port=8000,
+        data_dir=str(tmp_path),
+        redis="redis://app:s3cret-pw@127.0.0.1:6390/0",
+        workers=2,
+    )
+    banner = _banner(args, "kid", "xk_test_key", None)
+    assert "s3cret-pw" not in banner
+    assert "redis://app:***@127.0.0.1:6390/0" in banner
+    assert "put it back before running them" in banner
+    plain = _banner(
+        argparse.Namespace(**{**vars(args), "redis": "redis://127.0.0.1:6390/0"}), "k", "x", None
+    )
+    assert "***" not in plain and "redis://127.0.0.1:6390/0" in plain
+
+
 def test_demo_without_uvicorn_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

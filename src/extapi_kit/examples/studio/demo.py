@@ -128,9 +128,12 @@ def _banner(args: argparse.Namespace, key_id: str, key: str, revoked: str | None
         limits = "Redis" if args.redis else "memory, per worker" if args.workers > 1 else "memory"
         store = f"PostgreSQL {_where(postgres)} (rate limits: {limits})"
     else:
-        store = args.redis or f"SQLite files in {data}"
+        store = _hide_password(args.redis) if args.redis else f"SQLite files in {data}"
     workers = f"{args.workers} workers" if args.workers > 1 else "1 worker"
-    stores = store_urls(data, args.redis, postgres)
+    stores = {
+        name: _hide_password(url) for name, url in store_urls(data, args.redis, postgres).items()
+    }
+    hidden = any(_HIDDEN in url for url in stores.values())
     cli = cli_command()
     lines = [
         "",
@@ -159,9 +162,27 @@ def _banner(args: argparse.Namespace, key_id: str, key: str, revoked: str | None
         "       --name partner --scopes projects:read,jobs:read,jobs:write",
         f"  {cli} keys usage {key_id} --store {shlex.quote(stores['usage'])} \\\n"
         f"       --keys-store {shlex.quote(stores['keys'])}",
+        *(
+            ["  (the store password is shown as *** above: put it back before running them)"]
+            if hidden
+            else []
+        ),
         "",
     ]
     return "\n".join(lines)
+
+
+_HIDDEN = "***"
+
+
+def _hide_password(url: str) -> str:
+    """Return ``url`` with its password, if any, as ``***`` (the banner goes to a terminal)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:{_HIDDEN}@{host}").geturl()
 
 
 def _check(args: argparse.Namespace) -> None:
