@@ -18,7 +18,7 @@ nox.options.error_on_missing_interpreters = True
 PYTHON = "3.11"
 CONSTRAINTS = ".ci/constraints.txt"
 # Extras the lock covers: everything a session of ours installs.
-LOCKED_EXTRAS = ("dev", "server", "redis", "docs")
+LOCKED_EXTRAS = ("dev", "server", "redis", "docs", "graphql", "postgres")
 # The docs site's config; its hooks (the generated API reference page) sit beside it.
 DOCS_CONFIG = "docs/_mkdocs/mkdocs.yml"
 

@@ -20,10 +20,18 @@ SECURITY_PAGE = REPO_ROOT / "docs" / "security.md"
 
 # The shared reference catalogue has 62 ids; ids past it are the project's own, added from outside
 # reviews (issue 15: A14-A17, Z8-Z9, I6, M7-M11, W13-W14, G4, L12) and the first-hour work
-# (issue 18: A18, G5-G13, W15-W16) the Redis Cluster/Sentinel work (issue 16: L13-L17) and the
-# PostgreSQL stores (issue 17: a new series P1-P10). Both count.
-_SERIES = {"A": 18, "Z": 9, "R": 5, "M": 11, "L": 17, "I": 6, "W": 16, "G": 13, "P": 10}
-_REFERENCE_SERIES = {"A": 13, "Z": 7, "R": 5, "M": 6, "L": 11, "I": 5, "W": 12, "G": 3, "P": 0}
+# (issue 18: A18, G5-G13, W15-W16) the Redis Cluster/Sentinel and batching work (issue 16:
+# L13-L22), the PostgreSQL stores (issue 17: a new series P1-P10), OAuth tokens (issue 19: O1-O20),
+# plans, credits, leaked keys and key analytics (issue 20: K1-K22) and GraphQL (issue 21: Q1-Q14).
+# All count.
+_SERIES = {
+    **{"A": 18, "Z": 9, "R": 5, "M": 11, "L": 22, "I": 6, "W": 16, "G": 13, "P": 10},
+    **{"O": 20, "K": 22, "Q": 14},
+}
+_REFERENCE_SERIES = {
+    **{"A": 13, "Z": 7, "R": 5, "M": 6, "L": 11, "I": 5, "W": 12, "G": 3, "P": 0},
+    **{"O": 0, "K": 0, "Q": 0},
+}
 CATALOGUE_IDS: tuple[str, ...] = tuple(
     f"{letter}{n}" for letter, count in _SERIES.items() for n in range(1, count + 1)
 )
@@ -32,8 +40,8 @@ PROJECT_IDS: tuple[str, ...] = tuple(
     for letter, count in _SERIES.items()
     for n in range(_REFERENCE_SERIES[letter] + 1, count + 1)
 )
-_ROW = re.compile(r"^\|\s*([AZRMLIWGP]\d{1,2})\s*\|", re.MULTILINE)
-_ID = re.compile(r"(?<![A-Za-z0-9_])([AZRMLIWGP]\d{1,2})(?![0-9])")
+_ROW = re.compile(r"^\|\s*([AZRMLIWGPOKQ]\d{1,2})\s*\|", re.MULTILINE)
+_ID = re.compile(r"(?<![A-Za-z0-9_])([AZRMLIWGPOKQ]\d{1,2})(?![0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +156,11 @@ def test_checker_reads_docstrings_not_comments(tmp_path: Path) -> None:
     assert table["R4"][0].known_gap and not table["Z3"][0].known_gap
 
 
-def test_catalogue_has_105_ids() -> None:
-    """The parsed catalogue matches the fixed list: the reference's 62 ids plus the project's 43."""
+def test_catalogue_has_166_ids() -> None:
+    """The parsed catalogue matches the fixed list: the reference's 62 ids plus the project's 104."""
     assert set(catalogue_ids()) == set(CATALOGUE_IDS)
-    assert len(CATALOGUE_IDS) == 105
-    assert len(PROJECT_IDS) == 43
+    assert len(CATALOGUE_IDS) == 166
+    assert len(PROJECT_IDS) == 104
 
 
 def test_security_page_lists_every_id() -> None:

@@ -48,6 +48,11 @@ class Principal:
         metadata: free-form metadata stored on the key.
         lineage_id: the id of the first key of its rotation chain (empty: ``key_id``); a rotated
             key and its successors share it, so records scoped by it survive rotation (I6).
+        auth: how the request authenticated: ``"key"`` (an API key) or ``"token"`` (a JWT
+            access token, issue 19).
+        token_id: the access token's ``jti`` when ``auth`` is ``"token"`` (safe to log).
+        plan: the plan (tier) the key is on, its own or its owner's (issue 20); its limits,
+            quotas and scope ceiling are already merged into the fields above.
     """
 
     key_id: str
@@ -62,6 +67,9 @@ class Principal:
     quota: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     lineage_id: str = ""
+    auth: str = "key"
+    token_id: str | None = None
+    plan: str | None = None
 
     def has_scope(self, required: str) -> bool:
         """Return whether this principal holds ``required`` (wildcards allowed).

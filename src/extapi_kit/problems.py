@@ -89,6 +89,10 @@ PROBLEMS: dict[str, Problem] = {
         _p("idempotency-key-missing", 400, "Idempotency-Key header required"),
         _p("idempotency-key-invalid", 400, "Invalid Idempotency-Key header"),
         _p("unauthorized", 401, "Unauthorized"),
+        # 402, not 429: nothing refills a credit balance, so "retry later" (429, RFC 6585 §4)
+        # would send clients into retry loops; RFC 9110 §15.5.3 keeps 402 for payment, which a
+        # top-up is (docs/credits.md).
+        _p("credits-exhausted", 402, "Credits exhausted"),
         _p("forbidden", 403, "Forbidden"),
         _p("insufficient-scope", 403, "Insufficient scope"),
         _p("ip-not-allowed", 403, "Client address not allowed"),

@@ -19,6 +19,8 @@ from extapi_kit.examples.studio.app import create_app, store_urls
 from extapi_kit.examples.studio.demo import bootstrap_admin_key
 from extapi_kit.examples.studio.external import build_external_api
 from extapi_kit.examples.studio.internal import StudioDB
+from extapi_kit.keys import KeyService
+from extapi_kit.oauth import SigningKeys, TokenIssuer
 from extapi_kit.webhooks import WebhookManager, webhook_store_from_url
 from tests.routing.test_schemathesis import CHECKS
 
@@ -83,6 +85,9 @@ def _document() -> dict[str, Any]:
         webhooks=WebhookManager(webhook_store_from_url("memory://")),
     )
     api.idempotency_enabled = True
+    # The studio offers client credentials (issue 19): the document names the oauth2 scheme.
+    signing = SigningKeys("memory://", secret="s" * 32)
+    api.oauth(TokenIssuer(KeyService("memory://"), signing, issuer="http://127.0.0.1"))
     return api.openapi("v1")
 
 

@@ -86,6 +86,8 @@ async def test_failing_capture_never_breaks_the_request(
     def broken(self: HTTPExchange, ctx: Any) -> Any:
         raise ValueError("capture bug")
 
+    # The untraced path (another test may have installed a global SDK tracer provider for good).
+    monkeypatch.setattr(telemetry, "tracing_enabled", lambda: False)
     monkeypatch.setattr(HTTPExchange, "snapshot", broken)
     sink = MemorySink()
     mw = AuditMiddleware(_ok, sink=sink)

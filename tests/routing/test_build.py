@@ -70,6 +70,7 @@ async def test_layer_order_and_settings_before_first_layer(
         audit_sink="memory://",
         idempotency_store="memory://",
         usage="memory://",
+        credits="memory://",
         layers=layers,
     )
     async with client_for(app) as c:

@@ -92,6 +92,7 @@ async def test_usage_layer_sits_between_rate_limit_and_idempotency(
         audit_sink="memory://",
         idempotency_store="memory://",
         usage="memory://",
+        credits="memory://",
         ip_allow=["203.0.113.0/24"],
         layers=layers,
     )

@@ -59,6 +59,13 @@ def guarded(fn: HandlerFn) -> HandlerFn:
             # Same answer as a list route's cursor, whatever the store (issue 15, M9).
             raise ProblemError(PROBLEMS["bad-request"], detail="invalid cursor") from None
         except (ConfigurationError, UnsafeURLError) as exc:
+            field = getattr(exc, "field", None)
+            if isinstance(field, str):  # e.g. an unknown plan (issue 20): name the field
+                loc = ["body", field]
+                error = {"loc": loc, "msg": str(exc), "type": "value_error"}
+                raise ProblemError(
+                    PROBLEMS["validation-error"], detail=str(exc), errors=[error]
+                ) from None
             raise validation_problem(str(exc)) from None
 
     return wrapper

@@ -26,6 +26,10 @@ from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.build import StackSettings
 
 if TYPE_CHECKING:
+    from extapi_kit.analytics import KeyActivity
+    from extapi_kit.credits import CreditLedger
+    from extapi_kit.keys.leaks import LeakReportStore
+    from extapi_kit.oauth.signing import SigningKeys
     from extapi_kit.usage.tracker import UsageTracker
     from extapi_kit.webhooks.manage import WebhookManager
 
@@ -44,6 +48,10 @@ def _create(
     prefix: str,
     title: str,
     clock: Clock,
+    activity: KeyActivity | None = None,
+    signing: SigningKeys | None = None,
+    credits: CreditLedger | None = None,
+    leaks: LeakReportStore | None = None,
 ) -> tuple[ExternalAPI, AuditAccess | None]:
     if not admin_scope:
         raise ConfigurationError("admin_scope must not be empty (the admin API is never public)")
@@ -63,6 +71,10 @@ def _create(
     )
     scopes = (admin_scope,)
     add_key_routes(api, keys, scopes=scopes, clock=clock)
+    if keys.plans is not None:  # issue 20: the key service's plans, managed here too
+        from extapi_kit.admin.plans_routes import add_plan_routes
+
+        add_plan_routes(api, keys.plans, scopes=scopes)
     access = None
     if audit is not None:
         access = AuditAccess(audit)
@@ -71,6 +83,22 @@ def _create(
         add_usage_routes(api, usage, keys, scopes=scopes)
     if webhooks is not None:
         add_webhook_routes(api, webhooks, scopes=scopes)
+    if activity is not None:
+        from extapi_kit.admin.activity_routes import add_activity_routes
+
+        add_activity_routes(api, activity, keys, scopes=scopes, clock=clock)
+    if signing is not None:
+        from extapi_kit.admin.oauth_routes import add_oauth_routes
+
+        add_oauth_routes(api, signing, scopes=scopes)
+    if credits is not None:  # issue 20 §2
+        from extapi_kit.admin.credits_routes import add_credit_routes
+
+        add_credit_routes(api, credits, keys, scopes=scopes)
+    if leaks is not None:  # issue 20 §3
+        from extapi_kit.admin.leaks_routes import add_leak_routes
+
+        add_leak_routes(api, leaks, scopes=scopes)
     return api, access
 
 
@@ -84,6 +112,10 @@ def create_admin_api(
     prefix: str = "/admin",
     title: str = "Admin API",
     clock: Clock = time.time,
+    activity: KeyActivity | None = None,
+    signing: SigningKeys | None = None,
+    credits: CreditLedger | None = None,
+    leaks: LeakReportStore | None = None,
 ) -> ExternalAPI:
     """Return the admin API registry (routes under ``<prefix>/v1``, all needing ``admin_scope``).
 
@@ -104,6 +136,15 @@ def create_admin_api(
         prefix: the path prefix (``/admin`` gives ``/admin/v1/...``).
         title: the OpenAPI title.
         clock: returns epoch seconds (key status, the usage window).
+        activity: the :class:`~extapi_kit.analytics.KeyActivity` read by
+            ``/keys/{id}/analytics`` (and the console's analytics panel); None leaves it out.
+        signing: the OAuth token :class:`~extapi_kit.oauth.SigningKeys`; None leaves out
+            ``/oauth/signing-keys``.
+        credits: the :class:`~extapi_kit.credits.CreditLedger` behind
+            ``/keys/{id}/credits`` and ``/owners/{owner}/credits`` (show, set, top up,
+            clear); None leaves them out.
+        leaks: the :class:`~extapi_kit.keys.leaks.LeakReportStore` behind ``/leaks`` (leaked-key
+            reports, ``docs/leaked-keys.md``); None leaves it out.
     """
     api, _ = _create(
         keys,
@@ -114,6 +155,10 @@ def create_admin_api(
         prefix=prefix,
         title=title,
         clock=clock,
+        activity=activity,
+        signing=signing,
+        credits=credits,
+        leaks=leaks,
     )
     return api
 
@@ -174,6 +219,10 @@ def admin_app(
     console: bool = True,
     clock: Clock = time.time,
     build_options: Mapping[str, Any] | None = None,
+    activity: KeyActivity | None = None,
+    signing: SigningKeys | None = None,
+    credits: CreditLedger | None = None,
+    leaks: LeakReportStore | None = None,
 ) -> AdminApp:
     """Return one ASGI app serving ``<prefix>/v1/...`` (the built admin API) and the console.
 
@@ -192,6 +241,15 @@ def admin_app(
         clock: returns epoch seconds.
         build_options: extra :func:`~extapi_kit.routing.build` keywords (``rate_limit_storage``,
             ``trusted_proxies``, ``options`` ...).
+        activity: a :class:`~extapi_kit.analytics.KeyActivity` for ``/keys/{id}/analytics``;
+            the admin app reads it and never closes it.
+        signing: the OAuth token :class:`~extapi_kit.oauth.SigningKeys`; None leaves out
+            ``/oauth/signing-keys``.
+        credits: the :class:`~extapi_kit.credits.CreditLedger` behind
+            ``/keys/{id}/credits`` and ``/owners/{owner}/credits`` (show, set, top up,
+            clear); None leaves them out.
+        leaks: the :class:`~extapi_kit.keys.leaks.LeakReportStore` behind ``/leaks`` (leaked-key
+            reports, ``docs/leaked-keys.md``); None leaves it out.
     """
     api, access = _create(
         keys,
@@ -202,6 +260,10 @@ def admin_app(
         prefix=prefix,
         title="Admin API",
         clock=clock,
+        activity=activity,
+        signing=signing,
+        credits=credits,
+        leaks=leaks,
     )
     stack = api.build(**dict(build_options or {}))
     layer = _find_audit_layer(stack)
@@ -210,5 +272,10 @@ def admin_app(
     page = None
     if console:
         hint = f"{keys.prefix}_{keys.default_env}_..."  # the keys this service issues
-        page = ConsoleApp(api_base=f"{prefix}/v1", path=f"{prefix}/console", key_hint=hint)
+        page = ConsoleApp(
+            api_base=f"{prefix}/v1",
+            path=f"{prefix}/console",
+            key_hint=hint,
+            plans=keys.plans is not None,
+        )
     return AdminApp(stack, console=page, api=api)

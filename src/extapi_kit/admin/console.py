@@ -31,6 +31,7 @@ _ASSETS = {
 _API_PLACEHOLDER = "{{API_BASE}}"
 _PATH_PLACEHOLDER = "{{CONSOLE_PATH}}"
 _HINT_PLACEHOLDER = "{{KEY_HINT}}"
+_PLANS_PLACEHOLDER = "{{PLANS}}"
 
 
 def _read(name: str) -> bytes:
@@ -45,6 +46,7 @@ class ConsoleApp:
         path: where the page lives (``"/admin/console"``).
         key_hint: the admin-key field's placeholder: the start of the keys this service
             issues (``"xk_live_..."``).
+        plans: show the Plans view (the admin API has the plan routes, issue 20).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class ConsoleApp:
         api_base: str = "/admin/v1",
         path: str = "/admin/console",
         key_hint: str = "xk_live_...",
+        plans: bool = False,
     ) -> None:
         if not path.startswith("/") or path.endswith("/"):
             raise ConfigurationError(f"console path must start and not end with '/': {path!r}")
@@ -61,6 +64,7 @@ class ConsoleApp:
         page = page.replace(_API_PLACEHOLDER, html.escape(api_base, quote=True))
         page = page.replace(_PATH_PLACEHOLDER, html.escape(path, quote=True))
         page = page.replace(_HINT_PLACEHOLDER, html.escape(key_hint, quote=True))
+        page = page.replace(_PLANS_PLACEHOLDER, "1" if plans else "0")
         self._files: dict[str, tuple[bytes, bytes]] = {
             path: (page.encode("utf-8"), b"text/html; charset=utf-8")
         }

@@ -73,6 +73,7 @@ def add_key_routes(
             expires_at=epoch(body.expires_at),
             expires_in=body.expires_in,
             within=await acting(req),
+            plan=body.plan,
         )
         return KeyCreated(key=key_out(record, clock()), secret=secret)
 

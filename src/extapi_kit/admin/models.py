@@ -76,6 +76,7 @@ class KeyOut(BaseModel):
     rotated_to: str | None = None
     rotated_from: str | None = None
     rotation_expires_at: str | None = None
+    plan: str | None = None
 
 
 class KeyCreated(BaseModel):
@@ -135,6 +136,7 @@ class KeyCreate(_In):
     metadata: dict[str, Any] | None = None
     expires_at: ExpiresAt = Field(None, description="up to 9999-12-31T23:59:59Z")
     expires_in: ExpiresIn = Field(None, description="seconds or '30d'; at most 100 years")
+    plan: str | None = Field(None, description="the plan (tier); null: the owner's plan, if any")
 
 
 class KeyUpdate(_In):
@@ -153,6 +155,7 @@ class KeyUpdate(_In):
     expires_in: ExpiresIn = Field(
         None, description="seconds or '30d' from now; at most 100 years; not with expires_at"
     )
+    plan: str | None = Field(None, description="the plan (tier); null: back to the owner's plan")
 
 
 class KeyListQuery(_In):

@@ -130,6 +130,8 @@ def build_record(snap: Snapshot, query: str, client_ip: str | None) -> AuditReco
         resource_ids=dict(resource_ids),
         protocol=protocol,
         extra=extra,
+        auth=principal.auth if principal is not None else None,
+        token_id=principal.token_id if principal is not None else None,
     )
 
 

@@ -176,6 +176,9 @@ class AuditRecord:
         protocol: ``"http"`` or ``"websocket"``.
         extra: free-form values recorded by other layers.
         id: a unique record id, assigned by the writer before the first sink sees the record.
+        auth: how the call authenticated: ``"key"``, ``"token"`` (a JWT access token, issue
+            19), or None when unauthenticated.
+        token_id: the access token's ``jti`` when ``auth`` is ``"token"`` (never the token).
     """
 
     timestamp_us: int
@@ -203,6 +206,8 @@ class AuditRecord:
     protocol: str = "http"
     extra: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    auth: str | None = None
+    token_id: str | None = None
 
     @property
     def timestamp(self) -> datetime:
@@ -256,6 +261,8 @@ class AuditRecord:
             "protocol": self.protocol,
             "extra": self.extra,
             "id": self.id,
+            "auth": self.auth,
+            "token_id": self.token_id,
         }
         if iso:
             out["timestamp"] = _iso(self.timestamp_us)

@@ -17,7 +17,19 @@ from extapi_kit.exceptions import ExtAPIKitError
 __all__ = ["main"]
 
 # Command groups, imported lazily so a missing optional part never breaks the others.
-_GROUPS = ("keys", "audit", "webhooks", "usage", "db", "openapi", "demo", "completion")
+_GROUPS = (
+    "keys",
+    "plans",
+    "tokens",
+    "audit",
+    "webhooks",
+    "usage",
+    "credits",
+    "db",
+    "openapi",
+    "demo",
+    "completion",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

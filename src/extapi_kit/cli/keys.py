@@ -144,7 +144,13 @@ def _service(
     url = args.store or os.environ.get("EXTAPI_KIT_STORE") or DEFAULT_STORE
     if read_only:
         require_existing(url, "key store")
-    return KeyService(url, hasher=_hasher(args), prefix=args.prefix, on_event=on_event)
+    plans = None
+    if getattr(args, "plan", None) is not None or getattr(args, "no_plan", False):
+        # Only a command that assigns a plan opens the plan store (issue 20).
+        from extapi_kit.cli.plans import plan_service
+
+        plans = plan_service(args)
+    return KeyService(url, hasher=_hasher(args), prefix=args.prefix, on_event=on_event, plans=plans)
 
 
 async def _usage(args: argparse.Namespace, records: list[KeyRecord]) -> dict[str, Any]:
@@ -206,6 +212,7 @@ async def _create(svc: KeyService, args: argparse.Namespace) -> None:
         expires_in=None
         if args.expires_in is None
         else duration_arg(args.expires_in, "--expires-in"),
+        plan=args.plan,
     )
     _print_created(args, record, key, time.time())
 
@@ -248,7 +255,20 @@ async def _show(svc: KeyService, args: argparse.Namespace) -> None:
     record = await svc.get(key_id_arg(args.id))
     data = record.public_dict(time.time())
     data["usage"] = (await _usage(args, [record]))[record.id]
-    _output(args, data)
+    if not args.activity:
+        _output(args, data)
+        return
+    from extapi_kit.cli._activity import activity_lines, activity_store_url, read_activity
+
+    url = activity_store_url(args.activity_store, args.store)
+    data["activity"] = await read_activity(url, record.id)
+    if args.json:
+        _output(args, data)
+        return
+    activity = data.pop("activity")
+    _print_record(data)
+    for line in activity_lines(activity):
+        echo(line)
 
 
 async def _update(svc: KeyService, args: argparse.Namespace) -> None:
@@ -264,6 +284,10 @@ async def _update(svc: KeyService, args: argparse.Namespace) -> None:
         changes["allowed_cidrs"] = args.cidrs
     if args.quota is not None:
         changes["quota"] = quota_args(args.quota)
+    if args.plan is not None:
+        changes["plan"] = args.plan
+    elif args.no_plan:
+        changes["plan"] = None
     if args.no_expiry:
         changes["expires_at"] = None
     elif args.expires_in is not None:
@@ -323,6 +347,8 @@ def _handler(
                 await fn(svc, args)
             finally:
                 await svc.aclose()
+                if svc.plans is not None:
+                    await svc.plans.aclose()
                 if hooks is not None:
                     await hooks.aclose()
 
@@ -354,6 +380,13 @@ def _settings(parser: argparse.ArgumentParser) -> None:
         "--quota",
         action="append",
         help="PERIOD=N (repeatable; monthly or daily), e.g. monthly=10000",
+    )
+    parser.add_argument(
+        "--plan", help="put the key on this plan (tier); see `extapi-kit plans list`"
+    )
+    parser.add_argument(
+        "--plans-store",
+        help="plan store URL (default $EXTAPI_KIT_PLANS_STORE, else the key store)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -408,12 +441,24 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("id", help=_ID_HELP)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--activity",
+        action="store_true",
+        help="add the key's last 30 days: client IPs, user agents, error rate, refusals",
+    )
+    p.add_argument(
+        "--activity-store",
+        help="key analytics store URL (default $EXTAPI_KIT_ACTIVITY_STORE, else the key store)",
+    )
     p.set_defaults(handler=_handler(_show, read_only=True))
 
     p = sub.add_parser("update", parents=[common], help="change a key's settings")
     p.add_argument("id", help=_ID_HELP)
     p.add_argument("--name", help="a new label")
     p.add_argument("--no-expiry", action="store_true", help="remove the expiry")
+    p.add_argument(
+        "--no-plan", action="store_true", help="take the key off its plan (its owner's applies)"
+    )
     _settings(p)
     p.set_defaults(handler=_handler(_update))
 
@@ -431,6 +476,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_handler(_revoke))
 
     # After the lifecycle commands, so `keys --help` reads create, list, show, ... usage.
+    from extapi_kit.cli.leaks import add_report_leak
+
+    add_report_leak(sub, common)
     from extapi_kit.cli.usage import add_keys_usage
 
     add_keys_usage(sub)

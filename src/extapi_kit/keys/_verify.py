@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from extapi_kit._types import Clock
 from extapi_kit.context import Principal
@@ -30,6 +30,9 @@ from extapi_kit.keys.format import ParsedKey, parse_key
 from extapi_kit.keys.hashing import HashVerifier
 from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.store import KeyStore
+
+if TYPE_CHECKING:
+    from extapi_kit.plans.service import PlanService
 
 __all__ = ["KeyThrottledError", "VerifyPath"]
 
@@ -64,6 +67,7 @@ class VerifyPath:
     _last_touch: dict[str, float]
     _last_used_interval: float
     _tasks: set[asyncio.Task[None]]
+    plans: PlanService | None
 
     async def _save(self, record: KeyRecord) -> None:
         raise NotImplementedError
@@ -102,7 +106,10 @@ class VerifyPath:
         wait = self._throttle.blocked(client_ip, parsed.key_id, now)
         if wait is not None:
             self._failures.add(1, {"reason": "throttled"})
-            raise KeyThrottledError(wait)
+            throttled = KeyThrottledError(wait)
+            # Key analytics count it for this key id only if the key already has activity.
+            throttled.key_id, throttled.reason = parsed.key_id, "throttled"  # type: ignore[attr-defined]
+            raise throttled
         future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
@@ -155,6 +162,13 @@ class VerifyPath:
             generation = self._cache.generation
         principal = record.to_principal()
         until = now + self._cache.ttl
+        plans = self.plans
+        if plans is not None:
+            # Resolved once per cached principal, never per request (issue 20: a plan adds
+            # nothing to a cache hit); a plan change bumps the generation, so a principal built
+            # from the old plan while it changed is not cached.
+            principal, plan_until = await plans.principal(principal, record.plan, record.owner)
+            until = min(until, plan_until)
         valid_until = record.valid_until()
         if valid_until is not None:
             until = min(until, valid_until)
@@ -172,6 +186,8 @@ class VerifyPath:
         logger.debug("API key rejected: %s (key id %s)", reason, key_id or "-")
         error = InvalidKeyError("invalid API key")
         error.reason = reason  # type: ignore[attr-defined]
+        if key_id is not None and reason != "unknown":
+            error.key_id = key_id  # type: ignore[attr-defined]  # an existing key (analytics)
         raise error
 
     async def _rehash(self, record: KeyRecord, new_hash: str) -> None:
@@ -186,6 +202,8 @@ class VerifyPath:
         if self._watching:
             return
         self._watching = True
+        if self.plans is not None:
+            await self.plans.listen(self._cache.invalidate)
         watch = getattr(self.store, "watch", None)
         if watch is None:
             return

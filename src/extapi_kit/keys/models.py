@@ -63,6 +63,10 @@ class KeyRecord:
         rotation_expires_at: end of the rotation grace period of a replaced key.
         lineage_id: id of the first key of its rotation chain (None: this key's own id); set by
             rotation and never changed, so idempotency records follow a rotated key (I6).
+        leaked_at: when a leak of its secret was confirmed (secret scanning report or
+            ``keys report-leak``), or None; see ``docs/leaked-keys.md``.
+        plan: the plan (tier) the key is on (None: its owner's plan, if any); what the key sets
+            itself wins over the plan (``docs/plans.md``).
     """
 
     id: str
@@ -87,6 +91,8 @@ class KeyRecord:
     rotated_from: str | None = None
     rotation_expires_at: float | None = None
     lineage_id: str | None = None
+    leaked_at: float | None = None
+    plan: str | None = None
 
     @property
     def lineage(self) -> str:
@@ -169,6 +175,7 @@ class KeyRecord:
             "revoked_at",
             "last_used_at",
             "rotation_expires_at",
+            "leaked_at",
         ):
             data[name] = iso(data[name])
         data["status"] = self.status(now)

@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit import telemetry
 from extapi_kit._types import Clock
@@ -38,6 +38,9 @@ from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.privilege import check_within
 from extapi_kit.keys.store import KeyStore
 from extapi_kit.stores import store_from_url
+
+if TYPE_CHECKING:
+    from extapi_kit.plans.service import PlanService
 
 __all__ = ["EventCallback", "KeyService", "KeyThrottledError"]
 
@@ -74,6 +77,9 @@ class KeyService(VerifyPath):
         last_used_interval: at most one ``last_used_at`` write per key per this many seconds.
         on_event: lifecycle callback ``(event, record)``, sync or async.
         clock: returns epoch seconds.
+        plans: a :class:`~extapi_kit.plans.PlanService`: keys on a plan (their own or their
+            owner's) get its limits, quotas and scope ceiling, resolved when a principal is
+            cached (never per request); a plan change drops the cached principals.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class KeyService(VerifyPath):
         last_used_interval: float = 60.0,
         on_event: EventCallback | None = None,
         clock: Clock = time.time,
+        plans: PlanService | None = None,
     ) -> None:
         if store is None:
             raise ConfigurationError("KeyService needs a store (URL or KeyStore)")
@@ -123,6 +130,9 @@ class KeyService(VerifyPath):
         self._on_event = on_event
         self._clock = clock
         self._failures = telemetry.counter("extapi.auth.failures", "Failed API key verifications")
+        self.plans = plans
+        if plans is not None:
+            plans.bind_keys(self.store)
 
     def __repr__(self) -> str:
         return f"KeyService(store={self.store!r}, hasher={self._verifier.hasher!r})"
@@ -150,6 +160,7 @@ class KeyService(VerifyPath):
         expires_at: float | None = None,
         expires_in: float | str | None = None,
         within: KeyRecord | None = None,
+        plan: str | None = None,
     ) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the plaintext key (shown once, never stored).
 
@@ -168,9 +179,11 @@ class KeyService(VerifyPath):
             expires_in: relative expiry (seconds or ``"30d"``, at most 100 years).
             within: the key acting, if any: the new key may not hold more scopes, grants,
                 networks or lifetime than it (:mod:`extapi_kit.keys.privilege`, A14).
+            plan: the plan the key is on (None: its owner's, if any); needs ``plans``.
 
         Raises:
-            ConfigurationError: a value is invalid or out of range (nothing is stored).
+            ConfigurationError: a value is invalid or out of range (nothing is stored); an
+                unknown plan, or scopes beyond the plan's ceiling (K3).
             PermissionDeniedError: the new key would exceed ``within`` (nothing is stored).
         """
         now = self._clock()
@@ -197,9 +210,11 @@ class KeyService(VerifyPath):
             quota=v.check_quota(quota),
             metadata=v.check_json(metadata, "metadata"),
             expires_at=_expiry(now, expires_at, expires_in),
+            plan=plan,
         )
         if within is not None:
             check_within(within, record)
+        await self._check_plan(record)
         await self.store.create(record)
         await self._emit("api_key.created", record)
         return record, plaintext
@@ -256,6 +271,7 @@ class KeyService(VerifyPath):
         allowed_cidrs: Iterable[str] | str | None = _UNSET,
         quota: Mapping[str, Any] | None = _UNSET,
         within: KeyRecord | None = None,
+        plan: str | None = _UNSET,
     ) -> KeyRecord:
         """Change a key's settings; only the arguments given are changed.
 
@@ -273,9 +289,11 @@ class KeyService(VerifyPath):
             allowed_cidrs: new networks (replaces; empty = anywhere).
             quota: new quota settings (replaces).
             within: the key acting, if any: the changed key may not hold more than it (A14).
+            plan: the plan the key is on (None: off its own plan, back to its owner's).
 
         Raises:
-            ConfigurationError: a value is invalid or out of range (nothing is stored).
+            ConfigurationError: a value is invalid or out of range (nothing is stored); an
+                unknown plan, or scopes beyond the plan's ceiling (K3).
             PermissionDeniedError: the changed key would exceed ``within`` (nothing is stored).
         """
         record = await self.get(key_id)
@@ -305,9 +323,13 @@ class KeyService(VerifyPath):
             changes["allowed_cidrs"] = v.check_cidrs(allowed_cidrs)
         if quota is not _UNSET:
             changes["quota"] = v.check_quota(quota)
+        if plan is not _UNSET:
+            changes["plan"] = plan
         record = dataclasses.replace(record, updated_at=self._clock(), **changes)
         if within is not None:
             check_within(within, record)
+        if {"plan", "scopes", "owner"} & changes.keys():
+            await self._check_plan(record)
         await self._save(record)
         await self._emit("api_key.updated", record)
         return record
@@ -380,6 +402,64 @@ class KeyService(VerifyPath):
         await self._save(record)
         await self._emit("api_key.revoked", record)
         return record
+
+    async def secret_matches(self, record: KeyRecord, presented: str) -> bool:
+        """Return whether a presented key is ``record``'s key (checksum and hash; not its status).
+
+        For leak reports (:mod:`extapi_kit.keys.leaks`): no cache, no failed-attempt throttle,
+        no last-used write. The hash is verified in a worker thread like on the verify path.
+
+        Args:
+            record: the stored key the presented one names.
+            presented: the presented key (never stored or logged).
+        """
+        parsed = parse_key(presented, prefix=self.prefix, max_length=self.max_key_length)
+        if parsed.key_id != record.id or parsed.env != record.env:
+            return False
+        ok, _ = await self._verifier.verify(record.hash, parsed.body)
+        return ok
+
+    async def mark_leaked(self, key_id: str, *, revoke: bool, grace: float | str = 0) -> KeyRecord:
+        """Record that a key's secret was found in public; revoke it, or cap its expiry.
+
+        Idempotent: a key already marked keeps its first ``leaked_at`` and grace end. With
+        ``revoke=False`` the key keeps working until ``now + grace`` (never beyond its own
+        expiry), unless an operator revokes, rotates or re-extends it first.
+
+        Args:
+            key_id: the key id.
+            revoke: revoke now (``api_key.revoked``) instead of a grace period.
+            grace: how long a flagged key keeps working (seconds or ``"24h"``).
+        """
+        grace_s = parse_duration(grace)
+        record = await self.get(key_id)
+        now = self._clock()
+        changes: dict[str, Any] = {}
+        if record.leaked_at is None:
+            changes["leaked_at"] = now
+        if revoke and record.revoked_at is None:
+            changes["revoked_at"] = now
+        elif not revoke and record.leaked_at is None:
+            end = check_timestamp(now + grace_s, "expires_at")
+            if record.expires_at is None or record.expires_at > end:
+                changes["expires_at"] = end
+        if not changes:
+            return record
+        record = dataclasses.replace(record, updated_at=now, **changes)
+        await self._save(record)
+        event = "api_key.revoked" if "revoked_at" in changes else "api_key.updated"
+        await self._emit(event, record)
+        return record
+
+    async def _check_plan(self, record: KeyRecord) -> None:
+        # K3: a key on a plan may not hold scopes beyond its ceiling; refused here so operators
+        # see it at once, and intersected again at use (a plan narrowed later still binds).
+        plans = self.plans
+        if plans is None:
+            if record.plan is not None:
+                raise ConfigurationError("plan: this key service has no plans configured")
+            return
+        await plans.check_key(record.plan, record.owner, record.scopes)
 
     async def _save(self, record: KeyRecord) -> None:
         try:

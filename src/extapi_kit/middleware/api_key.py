@@ -8,6 +8,9 @@ a network the key does not allow (A8). A key in the query string is refused with
 key work, because query strings end up in access logs (A9). With the store down, keys in the
 positive cache keep working and the others get 503 with ``Retry-After`` (fail closed, DESIGN §6).
 
+With a ``token_verifier`` (issue 19), a bearer value shaped like a JWT is verified as an access
+token instead (:mod:`extapi_kit.oauth.verify`); its refusals are the same 401.
+
 Websockets are authenticated the same way; a refusal closes the socket before ``websocket.accept``
 (which the server turns into HTTP 403). ``lifespan`` and unknown scope types pass through.
 """
@@ -18,10 +21,12 @@ import hmac
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from extapi_kit._asgi import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, close_websocket
 from extapi_kit._types import ASGIApp, Clock, Receive, Scope, Send
+from extapi_kit.analytics.model import note_refusal
 from extapi_kit.clientip import ClientIPResolver, IPNetworkSet
 from extapi_kit.context import Principal, get_context
 from extapi_kit.exceptions import ConfigurationError, InvalidKeyError, StoreError
@@ -31,12 +36,23 @@ from extapi_kit.keys.service import KeyService, KeyThrottledError
 from extapi_kit.keys.store import KeyStore
 from extapi_kit.problems import send_problem
 
+if TYPE_CHECKING:
+    from extapi_kit.oauth.principals import TokenAuthenticator
+    from extapi_kit.oauth.verify import TokenVerifier
+
 __all__ = ["ApiKeyMiddleware"]
 
 OnReject = Callable[[Scope], ASGIApp]
 _QUERY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key", "key", "access_token"})
 _UNAUTHORIZED_DETAIL = "A valid API key is required."
 _CIDR_CACHE_MAX = 4096
+
+
+def _is_jwt(value: str | bytes) -> bool:
+    # A compact JWS starts with a base64url '{"' and has two dots; API keys never hold a dot.
+    if isinstance(value, bytes):
+        return value.startswith(b"eyJ") and value.count(b".") == 2
+    return value.startswith("eyJ") and value.count(".") == 2
 
 
 def _path_set(paths: Iterable[str], what: str) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -90,6 +106,11 @@ class ApiKeyMiddleware:
         retry_after: ``Retry-After`` seconds sent with 503 when the store is down.
         hasher: the service's hasher (default argon2id at OWASP-minimum parameters).
         clock: the service's epoch-seconds clock.
+        token_verifier: also accept JWT access tokens (``Authorization: Bearer <jwt>``, issue
+            19): a :class:`~extapi_kit.oauth.verify.TokenVerifier`. A token of our issuer stands
+            for the key named by its ``sub`` (that key's revocation, expiry, networks, limits
+            and quota apply; scopes are the key's and the token's in common); an external
+            provider's token for the principal its claims map to. Refusals are the same 401.
     """
 
     def __init__(
@@ -111,6 +132,7 @@ class ApiKeyMiddleware:
         retry_after: int = 5,
         hasher: Hasher | None = None,
         clock: Clock = time.time,
+        token_verifier: TokenVerifier | None = None,
     ) -> None:
         self.app = app
         if store is None:
@@ -151,6 +173,16 @@ class ApiKeyMiddleware:
         self._reject_query = reject_query_keys
         self._retry_after = [(b"retry-after", str(int(retry_after)).encode())]
         self._cidr_sets: dict[tuple[str, ...], IPNetworkSet] = {}
+        self._tokens: TokenAuthenticator | None = None
+        self._max_token_len = 0
+        if token_verifier is not None:
+            # Imported here: joserfc is loaded only by stacks that accept tokens.
+            from extapi_kit.oauth.principals import TokenAuthenticator
+
+            self._tokens = TokenAuthenticator(
+                token_verifier, self.service, cache_ttl=cache_ttl, clock=clock
+            )
+            self._max_token_len = token_verifier.max_token_length
 
     def __repr__(self) -> str:
         return f"ApiKeyMiddleware(service={self.service!r}, header={self._header.decode()!r})"
@@ -182,13 +214,18 @@ class ApiKeyMiddleware:
             return
         client_ip = self._resolver.resolve(scope)
         try:
-            principal = await self.service.verify(presented, client_ip=client_ip)
+            if self._tokens is not None and _is_jwt(presented):
+                principal = await self._tokens.authenticate(presented)
+            else:
+                principal = await self.service.verify(presented, client_ip=client_ip)
         except KeyThrottledError as exc:
+            note_refusal(ctx, exc)
             headers = [(b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
             detail = "Too many failed attempts; try again later."
             await self._reject(scope, receive, send, "too-many-failed-attempts", detail, headers)
             return
-        except InvalidKeyError:
+        except InvalidKeyError as exc:
+            note_refusal(ctx, exc)
             await self._unauthorized(scope, receive, send)
             return
         except StoreError:
@@ -233,7 +270,9 @@ class ApiKeyMiddleware:
         value = key or bearer
         if value is None:
             return None
-        if len(value) > self._max_len:
+        if len(value) > self._max_len and not (
+            len(value) <= self._max_token_len and _is_jwt(value)
+        ):
             return ""
         return value.decode("latin-1")
 
@@ -289,5 +328,7 @@ class ApiKeyMiddleware:
 
     async def aclose(self) -> None:
         """Finish background writes and close the store if this middleware created it."""
+        if self._tokens is not None:
+            await self._tokens.aclose()
         if self._owns_service:
             await self.service.aclose()

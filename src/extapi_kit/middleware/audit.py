@@ -250,6 +250,7 @@ class AuditMiddleware:
         span.set_attribute("extapi.route", rec.route or "")
         if rec.key_id is not None:
             span.set_attribute("extapi.key_id", rec.key_id)
+            span.set_attribute("extapi.auth", rec.auth or "key")
         if rec.rejection is not None:
             span.set_attribute("extapi.rejection", rec.rejection)
         if rec.error:

@@ -35,6 +35,7 @@ from extapi_kit.ratelimit.policy import (
 from extapi_kit.ratelimit.workers import detect_workers
 
 if TYPE_CHECKING:
+    from extapi_kit.credits.ledger import CreditLedger
     from extapi_kit.usage.quota import QuotaPlan
     from extapi_kit.usage.tracker import UsageTracker
 
@@ -82,6 +83,11 @@ class RateLimitMiddleware:
             decided and charged in the rate limiter's script, all or nothing with its windows:
             one round trip per request, and a request refused by either costs nothing in the
             other. Otherwise the usage layer charges quotas itself, as without it.
+        credits: the :class:`~extapi_kit.credits.CreditLedger` of the
+            :class:`~extapi_kit.credits.CreditsMiddleware` inside this one (``build()`` passes
+            it). When both are on the same Redis, the key's and its owner's credit balances are
+            spent in the rate limiter's script too, all or nothing with the windows and quotas
+            (issue 20 §2); otherwise the credits layer spends them itself.
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class RateLimitMiddleware:
         clock: Clock | None = None,
         on_reject: OnReject | None = None,
         quotas: UsageTracker | None = None,
+        credits: CreditLedger | None = None,
     ) -> None:
         self.app = app
         if failure_mode not in ("open", "closed"):
@@ -143,7 +150,7 @@ class RateLimitMiddleware:
             name = per_owner.name if isinstance(per_owner, RatePolicy) else "owner"
             self._owner_plan = Plan(RatePolicy.parse(name, per_owner), key_prefix)
         self._overrides = OverrideCache()
-        self._override_plans: dict[tuple[str, str], Plan | None] = {}
+        self._override_plans: dict[tuple[str, str, str | None], Plan | None] = {}
         self._exempt_paths = tuple(p.rstrip("/") or "/" for p in exempt_paths)
         self._exempt_scopes = tuple(exempt_scopes)
         self._ietf = ietf_headers
@@ -177,6 +184,44 @@ class RateLimitMiddleware:
         self._hit_with_quota: Any = None
         if quotas is not None:
             self._link_quotas(quotas)
+        self._credits: CreditLedger | None = None
+        self._credit_store: Any = None
+        self._credit_charges: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        if credits is not None:
+            self._link_credits(credits)
+
+    def _link_credits(self, ledger: CreditLedger) -> None:
+        primary: Any = getattr(self._backend, "primary", None)
+        if getattr(primary, "multiplexed", False) is not True:
+            return
+        from extapi_kit.credits.store_redis import RedisCreditStore
+
+        store = ledger.store
+        # Same server and database only: otherwise the balances would be spent elsewhere.
+        if isinstance(store, RedisCreditStore) and store.server_address == primary.pipe.address:
+            self._credits = ledger
+            self._credit_store = store
+            self._hit_with_quota = self._backend.hit
+
+    def _credit_charge(self, qplan: QuotaPlan | None, subjects: tuple[str, ...], spend: int) -> Any:
+        key = (id(qplan), subjects, spend)
+        entry = self._credit_charges.get(key)
+        if entry is not None and entry[0] is qplan:
+            return entry[1]
+        from extapi_kit.ratelimit.redis_pipeline import QuotaCharge
+
+        base = self._quota_charge(qplan) if qplan is not None else QuotaCharge((), ())
+        store = self._credit_store
+        charge = QuotaCharge(
+            base.keys + tuple(store.balance_key(s) for s in subjects),
+            base.args + (spend,) * len(subjects),
+            credits=len(subjects),
+        )
+        if len(self._credit_charges) >= 4096:
+            self._credit_charges.clear()
+        # Holding the plan keeps its id from being reused while the entry lives.
+        self._credit_charges[key] = (qplan, charge)
+        return charge
 
     def _link_quotas(self, tracker: UsageTracker) -> None:
         primary: Any = getattr(self._backend, "primary", None)
@@ -221,8 +266,8 @@ class RateLimitMiddleware:
         """Close the storage connections (call from the app's shutdown)."""
         await self._backend.aclose()
 
-    def _override_plan(self, name: str, spec: str) -> Plan | None:
-        key = (name, spec)
+    def _override_plan(self, name: str, spec: str, label: str | None = None) -> Plan | None:
+        key = (name, spec, label)
         try:
             return self._override_plans[key]
         except KeyError:
@@ -231,6 +276,16 @@ class RateLimitMiddleware:
         plan = Plan(policy, self._key_prefix) if policy is not None else None
         if policy is None:
             logger.warning("ignoring an unparsable per-key %r limit override", name)
+        elif label is not None:
+            # A key on a plan (issue 20): the headers name the plan's policy ("pro.read"), while
+            # the storage keys keep the class name and never the limit or the plan, so a plan
+            # change (or a move to another plan) keeps the counts (K2).
+            heads = plan.key_heads if plan is not None else ()
+            try:
+                plan = Plan(RatePolicy.parse(f"{label}.{name}", policy), self._key_prefix)
+                plan.key_heads = heads
+            except ConfigurationError:
+                pass  # a name too long for a header item: keep the class name
         if len(self._override_plans) >= 1024:
             self._override_plans.clear()
         self._override_plans[key] = plan
@@ -262,6 +317,12 @@ class RateLimitMiddleware:
         cost = 1
         route = ctx.route
         if route is not None:
+            hook = route.extra.get("cost_hook")
+            if hook is not None:
+                # A cost known only from the body (issue 21: a GraphQL operation's computed
+                # cost): the hook reads it once, republishes the route's settings (cost, class)
+                # on the context and hands back a receive that replays the body.
+                route, receive = await hook(scope, receive)
             rate_class = route.rate_class or rate_class
             cost = route.cost if route.cost > 0 else 0
         else:
@@ -277,7 +338,7 @@ class RateLimitMiddleware:
         if principal is not None and principal.rate_limits:
             spec = principal.rate_limits.get(rate_class)
             if spec:
-                plan = self._override_plan(rate_class, spec)
+                plan = self._override_plan(rate_class, spec, principal.plan)
         if plan is None:
             plan = self._plans.get(rate_class)
             if plan is None:  # a class nobody configured: count it as its method's class
@@ -317,8 +378,17 @@ class RateLimitMiddleware:
                 qplan = tracker.quota_plan(qnow, principal.key_id, principal.quota, principal.owner)
             except ConfigurationError:
                 qplan = None  # the usage layer logs it and charges nothing
+        ledger = self._credits
+        subjects: tuple[str, ...] = ()
+        spend = 0
         try:
-            if qplan is None:
+            if ledger is not None and principal is not None:
+                # Credits ride in the same script: the credits layer's cost (1 without a route).
+                subjects = ledger.subjects(principal.key_id, principal.owner)
+                spend = 1 if route is None else max(route.cost, 0)
+                charge = self._credit_charge(qplan, subjects, spend)
+                result = await self._hit_with_quota(keys, windows, cost, charge)
+            elif qplan is None:
                 result = await self._backend.hit(keys, windows, cost)
             else:
                 charge = self._quota_charge(qplan)
@@ -326,6 +396,23 @@ class RateLimitMiddleware:
         except StoreUnavailableError:
             await self._unavailable(scope, send, plan, kind)
             return
+        if (
+            ledger is not None
+            and principal is not None
+            and result.credits is not None
+            and result.allowed
+            and result.quota_allowed
+        ):
+            from extapi_kit.credits.models import FUSED
+
+            ctx.extra[FUSED] = ledger.settle_figures(
+                principal.key_id,
+                principal.owner,
+                subjects,
+                result.credits_allowed,
+                result.credits,
+                spend,
+            )
         if (
             qplan is not None
             and tracker is not None

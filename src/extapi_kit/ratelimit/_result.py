@@ -52,9 +52,22 @@ class HitResult:
             counter's units after the charge (unchanged when refused); else None.
         quota_allowed: False when the windows admitted the hit but a quota refused it (then
             nothing was charged, and ``allowed`` stays True for the windows' sake).
+        credits: when credit balances were spent in the same call, per balance its figure
+            after the spend (unchanged when refused; -1: not metered) and 1 when this call set
+            its exhausted mark: ``[balance_1, mark_1, ...]``; else None.
+        credits_allowed: False when windows and quotas admitted the hit but a credit balance
+            could not pay (then nothing was charged).
     """
 
-    __slots__ = ("allowed", "degraded", "quota", "quota_allowed", "windows")
+    __slots__ = (
+        "allowed",
+        "credits",
+        "credits_allowed",
+        "degraded",
+        "quota",
+        "quota_allowed",
+        "windows",
+    )
 
     def __init__(self, allowed: bool, windows: list[list[float]], degraded: bool = False) -> None:
         self.allowed = allowed
@@ -62,6 +75,8 @@ class HitResult:
         self.degraded = degraded
         self.quota: list[int] | None = None
         self.quota_allowed = True
+        self.credits: list[int] | None = None
+        self.credits_allowed = True
 
     def __repr__(self) -> str:
         return (

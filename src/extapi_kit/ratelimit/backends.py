@@ -15,6 +15,9 @@
 ``"rediss://"``,                   :class:`RedisBackend` (the same script through redis-py, for
 ``"rediss+cluster://"``,           its TLS options, its cluster client, or the master Sentinel
 ``"redis+sentinel://"``            names) behind :class:`FailoverBackend`
+``LeasedRedis(url, ...)``          :class:`LeaseBackend` (local leases: a worker spends a
+                                   block of budget leased from Redis) behind
+                                   :class:`FailoverBackend`
 ``"async+...://"`` or a            :class:`LimitsBackend` (``limits.aio`` strategies) behind
 ``limits.aio`` storage instance    :class:`FailoverBackend`
 =================================  =============================================================
@@ -108,7 +111,12 @@ def make_backend(
     if isinstance(storage, FlatMemoryStorage):
         return MemoryBackend(storage, strategy), True
     primary: Backend
-    if isinstance(storage, str):
+    from extapi_kit.ratelimit.leases import LeasedRedis
+
+    if isinstance(storage, LeasedRedis):
+        # Local leases (off by default): blocks of budget held per worker, see leases.py.
+        primary = storage.backend(deadline=deadline)
+    elif isinstance(storage, str):
         scheme = storage.partition("://")[0].lower() if "://" in storage else ""
         if scheme in _MEMORY_SCHEMES:
             return MemoryBackend(FlatMemoryStorage(clock=clock), strategy), True

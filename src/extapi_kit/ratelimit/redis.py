@@ -24,13 +24,19 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-# KEYS: one per window, then one per quota counter (all of one principal share a hash tag).
+# KEYS: one per window, then one per quota counter, then one per credit balance (all of one
+# principal share a hash tag).
 # ARGV: strategy (1 fixed, 2 sliding, 3 moving), cost, number of windows, then per window limit
-# and length in ms, then per quota counter limit and ttl in s.
-# Returns {status, used_1, reset_ms_1, retry_ms_1, used_2, ..., quota_used_1, ...}; status 1:
-# everything charged, 0: a window refused, 2: the windows admit but a quota refused. Nothing is
-# charged unless everything admits (a request refused by a quota costs no rate-limit budget and
-# vice versa); quota figures are after the charge, or unchanged when refused.
+# and length in ms, then per quota counter limit and ttl in s, then per credit balance the
+# credits to spend (the counts of quota counters and balances follow from #KEYS and #ARGV).
+# Returns {status, used_1, reset_ms_1, retry_ms_1, used_2, ..., quota_used_1, ...,
+# balance_1, mark_1, ...}; status 1: everything charged, 0: a window refused, 2: the windows
+# admit but a quota refused, 3: windows and quotas admit but a credit balance cannot pay.
+# Nothing is charged unless everything admits (a request refused by a quota or for credits costs
+# no rate-limit budget and vice versa); quota figures and balances are after the charge, or
+# unchanged when refused. A balance is a hash (credits/store_redis.py): field b, the credits
+# left (-1 returned when the hash is missing: not metered), field x, the exhausted mark; mark_i
+# is 1 for the one call that set it (the credits.exhausted notification fires once).
 LUA = """
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
@@ -93,11 +99,21 @@ for i = 1, nw do
   out[#out + 1] = retry
 end
 local qa = 3 + 2 * nw
+local nq = #ARGV - qa - (#KEYS - nw)
+local nc = #KEYS - nw - nq
 local quota = {}
-for j = 1, #KEYS - nw do
+for j = 1, nq do
   local u = tonumber(redis.call('GET', KEYS[nw + j]) or '0')
   quota[j] = u
   if ok == 1 and u + cost > tonumber(ARGV[qa + 2 * j - 1]) then ok = 2 end
+end
+local cb = {}
+for j = 1, nc do
+  local b = redis.call('HGET', KEYS[nw + nq + j], 'b')
+  if b then
+    cb[j] = tonumber(b)
+    if ok == 1 and cb[j] < tonumber(ARGV[qa + 2 * nq + j]) then ok = 3 end
+  else cb[j] = false end
 end
 if ok == 1 then
   out[1] = 1
@@ -121,14 +137,29 @@ if ok == 1 then
     end
     out[base + 1] = out[base + 1] + cost
   end
-  for j = 1, #KEYS - nw do
+  for j = 1, nq do
     quota[j] = redis.call('INCRBY', KEYS[nw + j], cost)
     redis.call('EXPIRE', KEYS[nw + j], ARGV[qa + 2 * j])
   end
-elseif ok == 2 then
-  out[1] = 2
+elseif ok >= 2 then
+  out[1] = ok
 end
 for j = 1, #quota do out[#out + 1] = quota[j] end
+for j = 1, nc do
+  local key = KEYS[nw + nq + j]
+  local spend = tonumber(ARGV[qa + 2 * nq + j])
+  local mark = 0
+  if cb[j] then
+    if ok == 1 then
+      if spend > 0 then cb[j] = redis.call('HINCRBY', key, 'b', -spend) end
+      if cb[j] <= 0 and redis.call('HSETNX', key, 'x', '1') == 1 then mark = 1 end
+    elseif ok == 3 and cb[j] < spend and redis.call('HSETNX', key, 'x', '1') == 1 then
+      mark = 1
+    end
+    out[#out + 1] = cb[j]
+  else out[#out + 1] = -1 end
+  out[#out + 1] = mark
+end
 return out
 """
 

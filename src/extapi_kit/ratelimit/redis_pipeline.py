@@ -37,15 +37,19 @@ _MAX_TAILS = 1024
 
 @dataclass(frozen=True, slots=True)
 class QuotaCharge:
-    """Quota counters charged in the same script as the windows.
+    """Quota counters (and credit balances) charged in the same script as the windows.
 
     Args:
-        keys: the counters' Redis keys (same hash tag as the principal's window keys).
-        args: per counter its limit, then its ttl in seconds.
+        keys: the counters' Redis keys (same hash tag as the principal's window keys), then
+            the credit balances' keys.
+        args: per counter its limit, then its ttl in seconds; then per balance the credits to
+            spend.
+        credits: how many of ``keys`` (the last ones) are credit balances (issue 20 §2).
     """
 
     keys: tuple[str, ...]
     args: tuple[int, ...]
+    credits: int = 0
 
 
 def _part(key: str) -> bytes:
@@ -131,8 +135,13 @@ class PipelinedRedisBackend:
         states = [[raw[i], raw[i + 1] / 1000, raw[i + 2] / 1000] for i in range(1, 3 * nw + 1, 3)]
         result = HitResult(status != 0, states)
         if quota is not None:
-            result.quota = raw[3 * nw + 1 :]
+            nc = quota.credits
+            end = len(raw) - 2 * nc
+            result.quota = raw[3 * nw + 1 : end]
             result.quota_allowed = status != 2
+            if nc:
+                result.credits = raw[end:]
+                result.credits_allowed = status != 3
         return result
 
     async def _retry(self, raw: Any, head: bytes, body: bytes) -> list[Any]:

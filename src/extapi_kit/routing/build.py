@@ -57,6 +57,7 @@ LAYER_ORDER = (
     "api_key",
     "rate_limit",
     "usage",
+    "credits",
     "idempotency",
 )
 _CLASSES = {
@@ -66,6 +67,7 @@ _CLASSES = {
     "api_key": "extapi_kit.middleware.api_key:ApiKeyMiddleware",
     "rate_limit": "extapi_kit.middleware.rate_limit:RateLimitMiddleware",
     "usage": "extapi_kit.middleware.usage:UsageMiddleware",
+    "credits": "extapi_kit.credits.middleware:CreditsMiddleware",
     "idempotency": "extapi_kit.middleware.idempotency:IdempotencyMiddleware",
 }
 
@@ -95,7 +97,12 @@ def _plan(
 ) -> list[tuple[str, dict[str, Any]]]:
     plan: list[tuple[str, dict[str, Any]]] = []
     if s.audit_sink is not None and s.audit_sink is not DEFAULT:
-        plan.append(("audit", {"sink": s.audit_sink, "client_ip": resolver}))
+        sink = s.audit_sink
+        if s.key_activity is not None:  # key analytics ride on the audit records (issue 20 §4)
+            sink = [*(sink if isinstance(sink, list | tuple) else [sink]), s.key_activity]
+        plan.append(("audit", {"sink": sink, "client_ip": resolver}))
+    elif s.key_activity is not None:
+        plan.append(("audit", {"sink": s.key_activity, "client_ip": resolver}))
     if s.body_limit is not None:
         plan.append(("body_limit", {"max_body": s.body_limit}))
     if s.ip_allow or s.ip_deny or any(r.ip_allow for r in api.routes):
@@ -106,7 +113,15 @@ def _plan(
         if s.key_store is None:
             # Deny by default (A13): a stack without a key store would let everything through.
             raise ConfigurationError("build() needs key_store= (or auth=False to run without auth)")
-        plan.append(("api_key", {"store": s.key_store, "client_ip": resolver}))
+        auth: dict[str, Any] = {"store": s.key_store, "client_ip": resolver}
+        if s.token_verifier is not None:
+            auth["token_verifier"] = s.token_verifier
+        oauth_paths = getattr(api, "oauth_paths", ())
+        if oauth_paths:
+            # The token endpoint authenticates its clients itself (RFC 6749 §5.2 answers): the
+            # key layer must not answer a wrong key sent there with its own 401 (issue 19).
+            auth["exempt_paths"] = list(oauth_paths)
+        plan.append(("api_key", auth))
     storage = s.rate_limit_storage
     if storage is None:
         given = [name for name in ("read", "write") if getattr(s, name) is not DEFAULT]
@@ -122,7 +137,10 @@ def _plan(
             (
                 "rate_limit",
                 {
-                    "storage": DEFAULT_RATE_LIMIT_STORAGE if storage is DEFAULT else storage,
+                    "storage": _leased(
+                        DEFAULT_RATE_LIMIT_STORAGE if storage is DEFAULT else storage,
+                        s.rate_limit_leases,
+                    ),
                     "read": DEFAULT_READ if s.read is DEFAULT else s.read,
                     "write": DEFAULT_WRITE if s.write is DEFAULT else s.write,
                     "failure_mode": s.failure_mode,
@@ -132,9 +150,28 @@ def _plan(
         )
     if s.usage is not None:
         plan.append(("usage", _usage_kwargs(s.usage)))
+    if s.credits is not None:
+        # Inside rate limits and quotas: a request they refuse never spends a credit (issue 20).
+        plan.append(("credits", {"ledger": s.credits}))
     if s.idempotency_store is not None:
         plan.append(("idempotency", {"store": s.idempotency_store}))
     return plan
+
+
+def _leased(storage: Any, leases: Any) -> Any:
+    # Local leases wrap a one-server Redis URL (issue 16); anything else is a configuration error.
+    if leases is None or leases is False:
+        return storage
+    from extapi_kit.ratelimit.leases import DEFAULT_LEASE_BLOCK, LeasedRedis
+
+    if isinstance(leases, LeasedRedis):
+        return leases
+    if not isinstance(storage, str):
+        raise ConfigurationError(
+            "rate_limit_leases= needs rate_limit_storage='redis://...' (one Redis server), "
+            "or pass a LeasedRedis as rate_limit_leases="
+        )
+    return LeasedRedis(storage, block=DEFAULT_LEASE_BLOCK if leases is True else leases)
 
 
 def build(api: RouteRegistry, **overrides: Any) -> ASGIApp:
@@ -168,8 +205,9 @@ def build(api: RouteRegistry, **overrides: Any) -> ASGIApp:
     app: ASGIApp = router
     closers: list[Callable[[], Awaitable[None]]] = []
     tracker: Any = None
+    ledger: Any = None
     plan = _plan(api, settings, resolver)
-    if settings.audit_sink is DEFAULT:
+    if settings.audit_sink is DEFAULT and settings.key_activity is None:
         # A logged warning, not warnings.warn: an operator reads it in the server log at start-up,
         # and the library's other configuration warnings go to its loggers too.
         logger.warning(
@@ -184,12 +222,22 @@ def build(api: RouteRegistry, **overrides: Any) -> ASGIApp:
             # One Redis round trip per request: the rate limiter charges the usage layer's
             # quotas in its own script when both are on the same Redis.
             kwargs.setdefault("quotas", tracker)
+        if name == "rate_limit" and ledger is not None and name not in settings.layers:
+            # The same for credits: spent in the rate limiter's script on a shared Redis.
+            kwargs.setdefault("credits", ledger)
         app = _layer_class(name, settings)(app, **kwargs)
         if name == "usage":
             tracker = getattr(app, "tracker", None)
+        elif name == "credits":
+            ledger = getattr(app, "ledger", None)
         # The audit layer flushes and closes itself on lifespan shutdown; the others close the
         # stores they created from URLs only when told to, so the stack tells them.
         aclose = getattr(app, "aclose", None)
         if name != "audit" and callable(aclose):
             closers.append(aclose)
+    flush_activity = getattr(settings.key_activity, "flush", None)
+    if callable(flush_activity):
+        # Runs after the audit layer delivered its last records (it flushes before answering
+        # the shutdown), so the key analytics of the last second are written too.
+        closers.append(flush_activity)
     return RouteResolverMiddleware(app, router=router, closers=closers)

@@ -167,6 +167,8 @@ def _operation(route: Route, method: str, api: RouteRegistry, schemas: _Schemas)
         op["security"] = []
     else:
         op["security"] = [{"ApiKeyHeader": list(route.scopes)}, {"BearerKey": list(route.scopes)}]
+        if getattr(api, "oauth_endpoint", None) is not None:
+            op["security"].append({"OAuth2": list(route.scopes)})
     params = _parameters(route, method, api, schemas)
     if params:
         op["parameters"] = params
@@ -370,7 +372,29 @@ def openapi_document(api: RouteRegistry, version: str, routes: list[Route]) -> d
             "BearerKey": {"type": "http", "scheme": "bearer", "bearerFormat": "API key"},
         },
     }
+    oauth = _oauth2_scheme(api, routes)
+    if oauth is not None:
+        doc["components"]["securitySchemes"]["OAuth2"] = oauth
     return doc
+
+
+def _oauth2_scheme(api: RouteRegistry, routes: list[Route]) -> dict[str, Any] | None:
+    # Issue 19: with the token endpoint on, a client may trade its key for a token there
+    # (client credentials, client_id = key id, secret = key); the interactive reference offers it.
+    endpoint = getattr(api, "oauth_endpoint", None)
+    if endpoint is None:
+        return None
+    scopes = sorted({s for r in routes if r.include_in_schema for s in r.scopes})
+    return {
+        "type": "oauth2",
+        "description": "Client credentials: client_id is the API key id, client_secret the key.",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": endpoint.token_path,
+                "scopes": {s: f"Scope {s}" for s in scopes},
+            }
+        },
+    }
 
 
 class EventTypeOut(BaseModel):

@@ -54,6 +54,9 @@ class StackSettings:
         idempotency_store: idempotency store URL or object; None disables idempotency.
         usage: a :class:`~extapi_kit.usage.UsageTracker` (shared, e.g. with the admin API), a
             usage store URL or ``UsageStore``; None disables usage counting and quotas.
+        key_activity: a :class:`~extapi_kit.analytics.KeyActivity` fed by the audit layer
+            (per-key addresses, agents, status classes and refusals); an audit layer is added
+            for it when ``audit_sink`` is not set. None (the default) keeps no key analytics.
         body_limit: default request body cap (``"1MiB"``); None disables the layer.
         ip_allow: globally allowed networks.
         ip_deny: globally denied networks.
@@ -63,8 +66,18 @@ class StackSettings:
         write: limit of the ``write`` rate class per key (default ``"20/minute"``); an error
             when rate limiting is disabled.
         failure_mode: rate limiter policy when its storage fails (``"open"``/``"closed"``).
+        rate_limit_leases: local leases on a ``redis://``/``unix://`` rate-limit storage: a
+            block size (units a worker leases at once), ``True`` for the default block, or a
+            :class:`~extapi_kit.ratelimit.leases.LeasedRedis`; None (the default) leases
+            nothing (docs/rate-limiting.md "Local leases" has the trade-off).
         options: extra keyword arguments per layer, e.g. ``{"audit": {"clock": clock}}``.
         layers: replacement classes per layer name (tests, or your own implementation).
+        token_verifier: a :class:`~extapi_kit.oauth.verify.TokenVerifier`: the auth layer then
+            also accepts JWT access tokens (issue 19); None: API keys only.
+        credits: a :class:`~extapi_kit.credits.CreditLedger` (shared, e.g. with the admin
+            API), a credit store URL or ``CreditStore``: requests of keys (or owners) with a
+            balance spend their route's ``cost`` from it (issue 20 §2). None (the default): no
+            credits layer.
     """
 
     key_store: Any = None
@@ -73,6 +86,7 @@ class StackSettings:
     audit_sink: Any = DEFAULT
     idempotency_store: Any = None
     usage: Any = None
+    key_activity: Any = None
     body_limit: int | str | None = "1MiB"
     ip_allow: Sequence[str] = ()
     ip_deny: Sequence[str] = ()
@@ -80,5 +94,8 @@ class StackSettings:
     read: Any = DEFAULT
     write: Any = DEFAULT
     failure_mode: str = "open"
+    rate_limit_leases: Any = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     layers: Mapping[str, Any] = field(default_factory=dict)
+    token_verifier: Any = None
+    credits: Any = None

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ValidationError
 
 from extapi_kit.exceptions import ConfigurationError
 
-__all__ = ["EventCatalogue", "EventType"]
+__all__ = [
+    "API_KEY_NEW_IP",
+    "KEY_LEAKED",
+    "EventCatalogue",
+    "EventType",
+    "KeyLeakedData",
+    "NewIPData",
+]
 
 
 @dataclass(frozen=True)
@@ -130,3 +137,56 @@ class EventCatalogue:
             ) from exc
         result: dict[str, Any] = model.model_dump(mode="json")
         return result
+
+
+class NewIPData(BaseModel):
+    """The ``data`` of ``api_key.new_ip`` (issue 20 §4).
+
+    Args:
+        key_id: the key.
+        owner: its owner (the event's audience, like every ``api_key.*`` event).
+        ip: the client address the key was used from.
+        first_seen: when (ISO 8601 UTC).
+    """
+
+    key_id: str
+    owner: str | None = None
+    ip: str
+    first_seen: str
+
+
+API_KEY_NEW_IP = EventType(
+    "api_key.new_ip",
+    "An API key was used from a client address it was not seen from in the last 30 days "
+    "(sent only for keys whose metadata has notify_new_ip: true).",
+    NewIPData,
+)
+"""Register it (``catalogue.add(API_KEY_NEW_IP)``) to publish key analytics' new-IP events."""
+
+
+class KeyLeakedData(BaseModel):
+    """Payload of ``api_key.leaked``: one of the owner's keys was found in public.
+
+    Published once per leak report (key and place), to the key's owner's endpoints only (it
+    names ``owner``, case Z8); it never carries the key. See ``docs/leaked-keys.md``.
+    """
+
+    report_id: str
+    key_id: str
+    display_prefix: str
+    owner: str | None = None
+    url: str = ""
+    source: str = ""
+    action: str
+    reported_at: str | None = None
+    grace_ends_at: str | None = None
+    status: str
+
+
+KEY_LEAKED = EventType(
+    "api_key.leaked",
+    "An API key was found in public (secret scanning report): revoked, or flagged until "
+    "grace_ends_at",
+    schema=KeyLeakedData,
+)
+"""The ``api_key.leaked`` event type: add it to a catalogue that publishes leak reports."""

@@ -4,6 +4,9 @@
 
 (function () {
   const API = document.querySelector('meta[name="extapi-admin-api"]').content;
+  // "1" when the admin API has plan routes (its key service has plans): no request to a route
+  // that is not there.
+  const PLANS = (document.querySelector('meta[name="extapi-admin-plans"]') || {}).content === "1";
   const STORE = "extapi-admin-key";
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
@@ -219,6 +222,7 @@
     if (Object.keys(grants).length) body.grants = grants;
     const quota = readQuota(null);
     if (Object.keys(quota).length) body.quota = quota;
+    if (f.plan.value.trim()) body.plan = f.plan.value.trim();
     const out = await api("POST", "keys", body);
     showSecret(out.secret, "secret");
     say("Created key " + out.key.id + ". Copy the secret now.");
@@ -238,6 +242,7 @@
     f.rate_limits.value = ratesText(k.rate_limits);
     f.allowed_cidrs.value = (k.allowed_cidrs || []).join(" ");
     f.quota_monthly.value = k.quota && k.quota.monthly !== undefined ? String(k.quota.monthly) : "";
+    f.plan.value = k.plan || "";
     f.expires_in.hidden = true;  // the expiry is not edited here
     Object.entries(k.grants || {}).forEach(([type, ids]) => addGrantRow(type, ids));
     state.editing = k;
@@ -259,6 +264,7 @@
       allowed_cidrs: words(f.allowed_cidrs.value),
       grants: readGrants(),
       quota: readQuota(k.quota),
+      plan: f.plan.value.trim() || null,
     };
     const out = await api("PATCH", "keys/" + encodeURIComponent(k.id), body);
     say("Saved key " + out.id + ".");
@@ -280,6 +286,7 @@
     tr.appendChild(el("td", shortTime(k.last_used_at)));
     const act = el("td", null, "actions");
     act.appendChild(button("Usage", () => drawUsage(k.id)));
+    act.appendChild(button("Analytics", () => drawAnalytics(k.id)));
     if (k.status !== "revoked") act.appendChild(button("Edit", () => editKey(k.id)));
     act.appendChild(button("Audit", () => { $("audit-form").elements.key_id.value = k.id; return searchAudit(); }));
     if (k.status === "active") act.appendChild(button("Rotate", () => rotateKey(k.id)));
@@ -418,6 +425,62 @@
     }
     if (counters) return drawCounters(counters);
     return drawActivity(await api("GET", path + "/activity?minutes=60"));
+  });
+
+  // -- key analytics (issue 20 §4) --------------------------------------------------------
+  function seenRow(name, r) {
+    const tr = el("tr");
+    const first = el("td"); first.appendChild(el("code", r[name])); tr.appendChild(first);
+    tr.appendChild(el("td", r.count));
+    tr.appendChild(el("td", shortTime(r.first_seen)));
+    tr.appendChild(el("td", shortTime(r.last_seen)));
+    return tr;
+  }
+
+  const drawAnalytics = guard(async function (id) {
+    $("analytics-key").textContent = id;
+    const ips = $("analytics-ips"), agents = $("analytics-agents");
+    ips.replaceChildren(); agents.replaceChildren();
+    $("analytics-summary").textContent = ""; $("analytics-refused").textContent = "";
+    let a;
+    try { a = await api("GET", "keys/" + encodeURIComponent(id) + "/analytics"); } catch (e) {
+      if (e.status !== 404) throw e;
+      $("analytics-hint").textContent = "No analytics: this admin API has no key analytics configured, or the key does not exist.";
+      return null;
+    }
+    $("analytics-hint").textContent = "Last " + a.window_days + " days since " + a.since + " (at most " + a.max_ips + " addresses and " + a.max_user_agents + " user agents per key; the busiest stay).";
+    const st = a.status;
+    $("analytics-summary").textContent = count(a.requests, "request") + ": " + st["2xx"] + " 2xx, " + st["3xx"] + " 3xx, " + st["4xx"] + " 4xx, " + st["5xx"] + " 5xx; error rate " + (a.error_rate * 100).toFixed(1) + "%" + (a.last_used_at ? "; last used " + shortTime(a.last_used_at) : "") + ".";
+    const refused = Object.entries(a.refused).map(([reason, n]) => reason + " " + n).join(", ");
+    $("analytics-refused").textContent = "Refused: " + (refused || "none") + ".";
+    a.ips.forEach((r) => ips.appendChild(seenRow("ip", r)));
+    a.user_agents.forEach((r) => agents.appendChild(seenRow("user_agent", r)));
+    return a;
+  });
+
+  // -- plans (issue 20 §1) ----------------------------------------------------------------
+  const loadPlans = guard(async function () {
+    const rows = $("plan-rows");
+    let page;
+    try { page = await api("GET", "plans"); } catch (e) {
+      if (e.status !== 404) throw e;
+      rows.replaceChildren();
+      $("plans-hint").textContent = "No plans: this admin API's key service has no plan store configured.";
+      return null;
+    }
+    const details = await Promise.all(page.data.map((p) => api("GET", "plans/" + encodeURIComponent(p.name))));
+    rows.replaceChildren();
+    details.forEach((p) => {
+      const tr = el("tr");
+      const name = el("td"); name.appendChild(el("code", p.name)); tr.appendChild(name);
+      tr.appendChild(el("td", ratesText(p.rate_limits) || "-"));
+      tr.appendChild(el("td", ratesText(p.quota) || "-"));
+      tr.appendChild(el("td", p.scopes === null ? "(no ceiling)" : (p.scopes.join(" ") || "(none)")));
+      tr.appendChild(el("td", Object.values(p.policy_names || {}).join(", ") || "-"));
+      tr.appendChild(el("td", (p.owners || []).join(", ") || "-"));
+      rows.appendChild(tr);
+    });
+    return page;
   });
 
   // -- webhooks ---------------------------------------------------------------------------
@@ -614,6 +677,7 @@
 
   // -- wiring -----------------------------------------------------------------------------
   function start() {
+    if (!PLANS) $("plans").remove();
     $("login-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       sessionStorage.setItem(STORE, $("login-key").value.trim());
@@ -646,6 +710,7 @@
 
   function refresh() {
     loadKeys().catch(() => {});
+    if (PLANS) loadPlans().catch(() => {});
     loadEndpoints().catch(() => {});
     searchAudit().catch(() => {});
   }

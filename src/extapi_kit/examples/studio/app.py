@@ -42,13 +42,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 
+from extapi_kit.analytics import KeyActivity
 from extapi_kit.audit import audit_store_from_url
+from extapi_kit.credits import CreditLedger
 from extapi_kit.examples.studio._runtime import bind_loopback, run_lifespan, serve_on_socket
 from extapi_kit.examples.studio.external import STUDIO_EVENTS, build_external_api
 from extapi_kit.examples.studio.internal import create_internal_app
 from extapi_kit.examples.studio.renderfarm import create_renderfarm_app
+from extapi_kit.exceptions import ConflictError
+from extapi_kit.keys.leaks import LeakReport, LeakResponder, leak_event_data
+from extapi_kit.keys.leaks_github import GITHUB_KEYS_URL, PublicKeys, SecretScanningEndpoint
 from extapi_kit.keys.models import KeyRecord
 from extapi_kit.keys.service import KeyService
+from extapi_kit.oauth import SigningKeys, TokenIssuer
+from extapi_kit.oauth.verify import TokenVerifier
+from extapi_kit.plans import PlanService
 from extapi_kit.usage import UsageTracker
 from extapi_kit.webhooks import (
     KeyGrants,
@@ -62,6 +70,8 @@ __all__ = ["DEFAULT_CORS_ORIGIN", "app_from_env", "create_app", "store_urls"]
 logger = logging.getLogger("extapi_kit.examples.studio")
 
 DEFAULT_CORS_ORIGIN = "http://localhost:3000"
+#: The ``iss`` of the demo's access tokens (and the base of its OAuth metadata URLs).
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
 _CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "x-api-key", "x-request-id"]
 _EXPOSED = ["ratelimit", "ratelimit-policy", "retry-after", "x-request-id", "location"]
 
@@ -105,6 +115,40 @@ def _cursor_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _signing_secret(data_dir: Path) -> str:
+    # Seals the token signing keys at rest (docs/oauth.md); shared by every worker like the
+    # cursor secret. A worker losing the race to create it reads the winner's.
+    path = data_dir / "signing.secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    for _ in range(50):
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+        time.sleep(0.01)
+    return path.read_text().strip()
+
+
+# The example platform's tiers: partners on free by default, pro for paying ones.
+STUDIO_PLANS: dict[str, dict[str, Any]] = {
+    "free": {"rate_limits": {"read": "60/minute", "write": "10/minute"}, "quota": {"daily": 1000}},
+    "pro": {"rate_limits": {"read": "1000/minute", "write": "100/minute"}},
+}
+
+
+async def _ensure_plans(plans: PlanService) -> None:
+    existing = {p.name for p in await plans.list()}
+    for name, settings in STUDIO_PLANS.items():
+        if name not in existing:
+            with contextlib.suppress(ConflictError):  # another worker made it first
+                await plans.create(name, **settings)
+
+
 def _admin_app(**components: Any) -> Any:
     """Return the admin API + console app if ``extapi_kit.admin`` provides one, else None."""
     try:
@@ -131,6 +175,8 @@ def create_app(
     key_cache_ttl: float = 2.0,
     freeze_gc: bool = False,
     partner_loopback_webhooks: bool = False,
+    issuer: str = DEFAULT_ISSUER,
+    leak_keys_url: str = GITHUB_KEYS_URL,
 ) -> Starlette:
     """Build the whole studio server.
 
@@ -150,6 +196,10 @@ def create_app(
             public API (tests only; operators' endpoints may always be local in the demo).
         freeze_gc: call ``gc.freeze()`` once started (a serving process; not in tests, where
             apps start many times in one interpreter).
+        issuer: the ``iss`` of the access tokens partners get at ``POST /oauth/token`` (client
+            credentials with their API key, docs/oauth.md); the base URL the demo is served at.
+        leak_keys_url: the secret scanning provider's public keys document (GitHub's by
+            default); reports are received at ``/api/v1/secret-scanning/github``.
     """
     data = Path(data_dir).resolve()
     # 0700: its files hold key hashes, webhook signing secrets and the cursor secret (G4).
@@ -194,7 +244,13 @@ def create_app(
         await publish(kind, data)
 
     internal = create_internal_app(str(data / "studio.db"), on_event=on_domain_event)
-    keys = KeyService(urls["keys"], cache_ttl=key_cache_ttl, on_event=on_key_event)
+    # Plans (issue 20 §1, docs/plans.md): free and pro tiers live beside the keys.
+    plans = PlanService(urls["keys"], cache_ttl=key_cache_ttl)
+    keys = KeyService(urls["keys"], cache_ttl=key_cache_ttl, on_event=on_key_event, plans=plans)
+    # Partners may trade their key for a 15-minute token (issue 19): signing keys live beside the
+    # API keys, sealed with a secret kept in the data directory.
+    signing = SigningKeys(urls["keys"], secret=_signing_secret(data))
+    tokens = TokenIssuer(keys, signing, issuer=issuer)
     dispatcher.key_grants = KeyGrants(keys, ttl=key_cache_ttl)
     # The operator's manager may register 127.0.0.1 receivers (local demos); partners' self-service
     # registrations may not, and the dispatcher never sends theirs to loopback (W1).
@@ -202,6 +258,21 @@ def create_app(
     partner_hooks = WebhookManager(dispatcher.store, allow_loopback=partner_loopback_webhooks)
     audit = audit_store_from_url(urls["audit"])
     usage = UsageTracker(urls["usage"], on_event=on_usage_event)
+    # Credits (issue 20 §2, docs/credits.md): a partner given a balance (admin API or
+    # `extapi-kit credits add N --key ID`) spends each call's cost from it; the balances share
+    # the usage store, so on Redis the rate limiter spends them in its one script per request.
+    credits = CreditLedger(urls["usage"], on_event=on_usage_event)
+
+    # Leaked-key reports (issue 20 §3, docs/leaked-keys.md): a key GitHub finds in public is
+    # revoked, the report kept beside the keys, audited, and its owner gets api_key.leaked.
+    async def on_leak(report: LeakReport, record: KeyRecord) -> None:
+        await publish("api_key.leaked", leak_event_data(report, record), "evt_" + report.id)
+
+    leaks = LeakResponder(keys, urls["keys"], audit=audit, on_leak=on_leak)
+    leak_endpoint = SecretScanningEndpoint(leaks, PublicKeys(leak_keys_url))
+    # Key analytics (issue 20 §4) ride on the audit records; their table shares the key store.
+    # Keys whose metadata says notify_new_ip get an api_key.new_ip webhook per new address.
+    activity = KeyActivity(urls["keys"], keys=keys, on_event=on_usage_event)
     farm_sock = bind_loopback()
     farm_token = secrets.token_urlsafe(24)
     farm_port = farm_sock.getsockname()[1]
@@ -213,12 +284,22 @@ def create_app(
         farm_token=farm_token,
         webhooks=partner_hooks,
     )
+    # Public (the provider signs each report; no API key), its own body cap, not in the OpenAPI
+    # document; the stack's per-IP rate limit applies and the endpoint has its own flood cap.
+    api.expose(
+        "POST", "/secret-scanning/github", to=leak_endpoint, public=True, body_limit="1MiB",
+        idempotent=False, include_in_schema=False,
+    )  # fmt: skip
+    api.oauth(tokens)
     stack = api.build(
         key_store=keys,
+        token_verifier=TokenVerifier(issuer=issuer, keys=signing.jwks),
         rate_limit_storage=urls["rate_limit"],
         audit_sink=audit,
         idempotency_store=urls["idempotency"],
         usage=usage,
+        key_activity=activity,
+        credits=credits,
         read=read_limit,
         write=write_limit,
         body_limit="1MiB",
@@ -229,6 +310,10 @@ def create_app(
         webhooks=manager,
         audit=audit,
         usage=usage,
+        leaks=leaks.store,
+        activity=activity,
+        signing=signing,
+        credits=credits,
         prefix="/admin",
         build_options={"rate_limit_storage": urls["rate_limit"]},
     )
@@ -245,6 +330,8 @@ def create_app(
 
     async def index(request: Request) -> HTMLResponse:
         links = ['<li><a href="/api/v1/docs">API reference</a> (/api/v1/openapi.json)</li>']
+        if any(r.path == "/graphql/explorer" for r in api.routes):
+            links.append('<li><a href="/api/v1/graphql/explorer">GraphQL explorer</a></li>')
         if admin is not None:
             links.append('<li><a href="/admin/console">Admin console</a></li>')
         return HTMLResponse(
@@ -258,12 +345,18 @@ def create_app(
             await exits.enter_async_context(
                 serve_on_socket(create_renderfarm_app(farm_token), farm_sock)
             )
+            exits.push_async_callback(plans.aclose)
             exits.push_async_callback(keys.aclose)
+            exits.push_async_callback(leaks.aclose)
+            await _ensure_plans(plans)
+            exits.push_async_callback(signing.aclose)
             exits.push_async_callback(audit.aclose)
             exits.push_async_callback(dispatcher.store.aclose)
             # Closed after the stack's shutdown flushed it, before the webhook store closes (its
             # last quota notifications are published through the dispatcher).
             exits.push_async_callback(usage.aclose)
+            exits.push_async_callback(credits.aclose)
+            exits.push_async_callback(activity.aclose)
             await exits.enter_async_context(run_lifespan(stack))
             await exits.enter_async_context(internal.router.lifespan_context(internal))
             await exits.enter_async_context(dispatcher.lifespan_context())
@@ -277,6 +370,9 @@ def create_app(
             yield
 
     routes: list[Any] = [Route("/health", health), Route("/", index), Mount("/api", app=stack)]
+    # The token endpoint and its well-known documents are served by the same stack (audited,
+    # rate limited per client IP), at the root of the host as RFC 8414 expects.
+    routes += [Mount("/oauth", app=stack), Mount("/.well-known", app=stack)]
     if admin is not None:
         routes.append(Mount("/admin", app=admin))
     cors = Middleware(
@@ -290,6 +386,7 @@ def create_app(
     app = Starlette(routes=routes, middleware=[cors], lifespan=lifespan)
     app.state.api = api
     app.state.keys = keys
+    app.state.signing = signing
     app.state.usage = usage
     app.state.dispatcher = dispatcher
     app.state.store_urls = urls
@@ -302,7 +399,8 @@ def app_from_env() -> Starlette:
     Reads ``EXTAPI_DEMO_DATA_DIR``, ``EXTAPI_DEMO_REDIS_URL`` (else ``REDIS_URL``),
     ``EXTAPI_DEMO_POSTGRES_URL``,
     ``EXTAPI_DEMO_READ_LIMIT``, ``EXTAPI_DEMO_WRITE_LIMIT``, ``EXTAPI_DEMO_RATE_STRATEGY``,
-    ``EXTAPI_DEMO_CORS_ORIGINS`` (comma separated) and ``EXTAPI_DEMO_KEY_CACHE_TTL``.
+    ``EXTAPI_DEMO_CORS_ORIGINS`` (comma separated), ``EXTAPI_DEMO_KEY_CACHE_TTL`` and
+    ``EXTAPI_DEMO_ISSUER``.
     """
     env = os.environ
     origins = env.get("EXTAPI_DEMO_CORS_ORIGINS", DEFAULT_CORS_ORIGIN)
@@ -316,4 +414,5 @@ def app_from_env() -> Starlette:
         rate_strategy=env.get("EXTAPI_DEMO_RATE_STRATEGY", "sliding-window"),
         key_cache_ttl=float(env.get("EXTAPI_DEMO_KEY_CACHE_TTL", "2")),
         freeze_gc=True,
+        issuer=env.get("EXTAPI_DEMO_ISSUER", DEFAULT_ISSUER),
     )

@@ -14,6 +14,7 @@ publish against, is the document's ``webhooks`` and is listed at ``/api/v1/webho
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from extapi_kit.routing import (
 )
 from extapi_kit.routing.pagination import keyset_sql, page_from_rows
 from extapi_kit.webhooks import EventCatalogue, WebhookManager
+from extapi_kit.webhooks.catalogue import API_KEY_NEW_IP, KEY_LEAKED
 from extapi_kit.webhooks.selfservice import add_self_service_routes
 
 __all__ = ["ALL_SCOPES", "STUDIO_EVENTS", "build_external_api"]
@@ -125,9 +127,13 @@ def studio_events() -> EventCatalogue:
         ("api_key.revoked", "An API key was revoked"),
         ("api_key.quota_warning", "A key used 80% of a quota"),
         ("api_key.quota_exhausted", "A key used all of a quota"),
+        ("credits.low", "A key's or owner's credit balance fell to its low threshold"),
+        ("credits.exhausted", "A key's or owner's credit balance ran out"),
         ("webhook.endpoint.disabled", "A webhook endpoint was disabled after failing"),
     ):
         catalogue.register(name, text)
+    catalogue.add(API_KEY_NEW_IP)  # key analytics: a watched key used from a new address
+    catalogue.add(KEY_LEAKED)  # leaked-key reports (docs/leaked-keys.md)
     return catalogue
 
 
@@ -267,6 +273,13 @@ def build_external_api(
         rows = db.query("SELECT * FROM models")
         serialize = lambda r: ModelOut.model_validate(r).model_dump()  # noqa: E731
         return paginate(rows, params, cursors, serialize=serialize).model_dump()
+
+    # The same projects, assets and jobs as GraphQL (issue 21), with the same scopes and grants,
+    # at /api/v1/graphql (explorer: /api/v1/graphql/explorer); needs the graphql extra.
+    if importlib.util.find_spec("graphql") is not None:
+        from extapi_kit.examples.studio.graphql_api import build_studio_schema
+
+        api.graphql(schema=build_studio_schema(db, internal))
 
     if webhooks is not None:
         add_self_service_routes(api, webhooks)
