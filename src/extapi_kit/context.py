@@ -53,6 +53,8 @@ class Principal:
         token_id: the access token's ``jti`` when ``auth`` is ``"token"`` (safe to log).
         plan: the plan (tier) the key is on, its own or its owner's (issue 20); its limits,
             quotas and scope ceiling are already merged into the fields above.
+        body_limit: the largest request body in bytes this principal may send (its plan's), or
+            None. It can only lower the limit checked before authentication, never raise it.
     """
 
     key_id: str
@@ -70,6 +72,7 @@ class Principal:
     auth: str = "key"
     token_id: str | None = None
     plan: str | None = None
+    body_limit: int | None = None
 
     def has_scope(self, required: str) -> bool:
         """Return whether this principal holds ``required`` (wildcards allowed).

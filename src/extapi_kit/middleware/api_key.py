@@ -34,6 +34,7 @@ from extapi_kit.keys.format import DEFAULT_MAX_KEY_LENGTH, DEFAULT_PREFIX, conta
 from extapi_kit.keys.hashing import Hasher
 from extapi_kit.keys.service import KeyService, KeyThrottledError
 from extapi_kit.keys.store import KeyStore
+from extapi_kit.middleware.body_limit import call_with_body_limit
 from extapi_kit.problems import send_problem
 
 if TYPE_CHECKING:
@@ -245,6 +246,10 @@ class ApiKeyMiddleware:
         if missing:
             detail = "This API key lacks the required scope: " + ", ".join(missing)
             await self._reject(scope, receive, send, "insufficient-scope", detail)
+            return
+        if principal.body_limit is not None and kind == "http":
+            # A plan's body limit (issue 20): known only now that the caller is.
+            await call_with_body_limit(self.app, scope, receive, send, principal.body_limit)
             return
         await self.app(scope, receive, send)
 

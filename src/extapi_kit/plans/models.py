@@ -226,4 +226,5 @@ def apply_plan(principal: Principal, plan: Plan | None, name: str | None) -> Pri
         scopes=scopes,
         rate_limits={**plan.rate_limits, **principal.rate_limits},
         quota={**plan.quota, **principal.quota},
+        body_limit=plan.body_limit,
     )
