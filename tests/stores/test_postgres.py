@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -249,6 +252,25 @@ def test_db_cli_migrates_and_reports(pg_url: str, capsys: pytest.CaptureFixture[
     assert '"pending": []' in capsys.readouterr().out
     assert main(["db", "migrate", "--store", pg_url]) == 0
     assert "keys: up to date" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_db_migrate_in_a_fresh_process_knows_every_feature(pg_url: str) -> None:
+    """P5: `extapi-kit db migrate` run on its own (nothing imported before it, as an operator
+    runs it ahead of a deploy) creates the tables of every PostgreSQL store, the ones whose
+    modules register themselves (credits, signing keys, leak reports) included."""
+    out = subprocess.run(
+        [sys.executable, "-m", "extapi_kit.cli", "db", "migrate", "--json", "--store", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    applied = json.loads(out)
+    every = {"activity", "audit", "credits", "idempotency", "keys", "leaks", "plans"}
+    every |= {"signing_keys", "usage", "webhooks"}
+    assert set(applied) == every
+    assert all(applied[feature] for feature in every), applied
 
 
 def test_db_cli_needs_a_postgres_url(

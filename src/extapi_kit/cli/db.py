@@ -29,10 +29,21 @@ def _url(args: argparse.Namespace) -> str:
     return str(url)
 
 
+# Features whose store kinds register themselves when their module is imported (or whose
+# PostgreSQL store is not behind a kind): imported first, so `db migrate` knows every table.
+_SELF_REGISTERING = (
+    "extapi_kit.credits.ledger",
+    "extapi_kit.oauth.signing_store",
+    "extapi_kit.keys.leaks_store",
+)
+
+
 def _load_features() -> None:
     # Each PostgreSQL store module registers its migrations when imported.
     from extapi_kit.stores import _REGISTRY
 
+    for module in _SELF_REGISTERING:
+        importlib.import_module(module)
     for schemes in _REGISTRY.values():
         target = schemes.get("postgresql")
         if isinstance(target, str):
