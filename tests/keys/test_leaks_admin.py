@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 async def test_admin_lists_and_shows_leak_reports() -> None:
     """K16: operators list reports newest first, filter by key and owner, page by cursor and
     show one; no token is in any answer; a key without the admin scope is refused; an unknown
-    id is a 404 problem and a bad cursor a 400."""
+    id is a 404 problem and a bad cursor a 400; the flagged key's record says when it leaked."""
     store = MemoryLeakStore()
     async with admin_setup(leaks=store) as a:
         ticks = iter(range(100))
@@ -47,6 +47,8 @@ async def test_admin_lists_and_shows_leak_reports() -> None:
         assert missing.headers["content-type"] == "application/problem+json"
         bad = await a.client.get(f"{API}/leaks?cursor=zzz", headers=a.h)
         assert bad.status_code == 400
+        shown = (await a.client.get(f"{API}/keys/{r2.id}", headers=a.h)).json()
+        assert shown["leaked_at"].endswith("Z") and shown["status"] == "active"
         _, plain = await a.keys.create("plain", scopes=["projects:read"])
         refused = await a.client.get(f"{API}/leaks", headers={"X-API-Key": plain})
         assert refused.status_code == 403

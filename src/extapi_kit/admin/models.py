@@ -77,6 +77,7 @@ class KeyOut(BaseModel):
     rotated_from: str | None = None
     rotation_expires_at: str | None = None
     plan: str | None = None
+    leaked_at: str | None = None
 
 
 class KeyCreated(BaseModel):
