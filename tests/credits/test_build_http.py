@@ -100,6 +100,33 @@ async def test_route_cost_and_rate_limit_headers_together_over_http(tmp_path: An
         await ledger.aclose()
 
 
+async def test_served_openapi_documents_402_and_route_costs(tmp_path: Any) -> None:
+    """The served OpenAPI document (fetched over HTTP) lists 402 credits-exhausted with its
+    Credits-Remaining header on keyed routes when a credits layer is built, and each route's cost
+    as x-cost; without credits no operation mentions 402."""
+    keys = KeyService("memory://", hasher=cheap_hasher(), cache_ttl=0)
+    ledger = CreditLedger()
+    with_credits = _api().build(key_store=keys, audit_sink=None, credits=ledger)
+    without = _api().build(key_store=keys, audit_sink=None)
+    try:
+        async with serving(with_credits) as base, httpx.AsyncClient(base_url=base) as c:
+            doc = (await c.get("/api/v1/openapi.json")).json()
+        async with serving(without) as base, httpx.AsyncClient(base_url=base) as c:
+            plain = (await c.get("/api/v1/openapi.json")).json()
+        render = doc["paths"]["/api/v1/render"]["post"]
+        ping = doc["paths"]["/api/v1/ping"]["get"]
+        for op in (render, ping):
+            refused = op["responses"]["402"]
+            assert "Credits exhausted" in refused["description"]
+            assert "Credits-Remaining" in refused["headers"]
+        assert render["x-cost"] == 10 and "x-cost" not in ping
+        assert all(
+            "402" not in op["responses"] for item in plain["paths"].values() for op in item.values()
+        )
+    finally:
+        await ledger.aclose()
+
+
 @pytest.mark.redis
 async def test_a_key_whose_balance_cannot_be_written_is_revoked(
     private_redis: RedisServer,

@@ -85,6 +85,7 @@ def _document() -> dict[str, Any]:
         webhooks=WebhookManager(webhook_store_from_url("memory://")),
     )
     api.idempotency_enabled = True
+    api.credits_enabled = True  # the studio builds a credits layer (issue 20)
     # The studio offers client credentials (issue 19): the document names the oauth2 scheme.
     signing = SigningKeys("memory://", secret="s" * 32)
     api.oauth(TokenIssuer(KeyService("memory://"), signing, issuer="http://127.0.0.1"))

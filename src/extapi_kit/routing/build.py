@@ -199,6 +199,7 @@ def build(api: RouteRegistry, **overrides: Any) -> ASGIApp:
     settings = StackSettings(**values)
     if api.compiled is None:
         api.idempotency_enabled = settings.idempotency_store is not None
+        api.credits_enabled = settings.credits is not None
     router = router_of(api)
     resolver = ClientIPResolver(settings.trusted_proxies)
     router.client_ip = resolver

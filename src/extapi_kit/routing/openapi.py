@@ -61,6 +61,8 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _ERRORS = {
     "400": "Bad request",
+    "402": "Credits exhausted: the balance cannot pay this call's cost (a top-up is needed; "
+    "waiting does not help)",
     "401": "Missing or invalid API key",
     "403": "Key lacks a required scope or network",
     "404": "Not found",
@@ -71,6 +73,10 @@ _ERRORS = {
     "502": "Upstream failed",
     "503": "Service unavailable",
     "504": "Upstream timed out",
+}
+_CREDITS_HEADER = {
+    "description": "Credits left on the key's (or its owner's) balance",
+    "schema": {"type": "integer", "minimum": 0},
 }
 _RATE_HEADERS = {
     "RateLimit": {
@@ -189,8 +195,12 @@ def _operation(route: Route, method: str, api: RouteRegistry, schemas: _Schemas)
         codes += ["400", "415", "422"]
     if route.kind == "upstream":
         codes += ["502", "503", "504"]
+    if api.credits_enabled and not route.public:
+        codes.append("402")
     for code in sorted(set(codes)):
         headers = dict(_RATE_HEADERS) if code == "429" else None
+        if code == "402":
+            headers = {"Credits-Remaining": _CREDITS_HEADER}
         if code == "429" and headers is not None:
             headers["Retry-After"] = {
                 "description": "Seconds to wait",
@@ -202,6 +212,9 @@ def _operation(route: Route, method: str, api: RouteRegistry, schemas: _Schemas)
         op["responses"][code] = _problem_response(text, headers)
     if route.grants is not None:
         op["x-resource-grants"] = _grant_extension(route)
+    if route.cost != 1:
+        # What one call spends of the rate limit, the quota and the credit balance.
+        op["x-cost"] = route.cost
     return op
 
 

@@ -93,6 +93,8 @@ class RouteRegistry:
         self.routes: list[Route] = []
         self.tools: dict[str, Tool] = {}
         self.idempotency_enabled = False
+        # Set by build() when a credits layer is in the stack: documents the 402 answer.
+        self.credits_enabled = False
         # Set when the router is compiled (routing.router.router_of); the routes are then frozen.
         self.compiled: object | None = None
 
