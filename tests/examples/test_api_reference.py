@@ -128,3 +128,74 @@ def _drive(browser: Browser, url: str, key: str, tmp_path: Path) -> dict[str, An
         "stored": stored,
         "log": browser.log,
     }
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (/usr/bin/chromium)")
+async def test_reference_obtains_a_token_with_client_credentials(tmp_path: Path) -> None:
+    """O20, G6: in Chromium a person types the key id and the key into the reference's OAuth2
+    client-credentials form; Swagger UI gets a token from /oauth/token and "try it" sends it as
+    a Bearer token (not the key) and answers 200, without breaking the CSP."""
+    assert CHROMIUM is not None
+    data = tmp_path / "d"
+    app = create_app(data)
+    svc = KeyService(store_urls(data)["keys"])
+    try:
+        record, key = await svc.create("docs-oauth", scopes=list(ALL_SCOPES))
+    finally:
+        await svc.aclose()
+    async with run_lifespan(app), serve(app) as base:
+
+        def drive() -> dict[str, Any]:
+            browser = Browser(CHROMIUM, tmp_path / "profile")
+            try:
+                return _drive_oauth(browser, base + "/api/v1/docs", record.id, key, tmp_path)
+            finally:
+                browser.close()
+
+        seen = await anyio.to_thread.run_sync(drive)
+    assert "Authorized" in seen["authorized"] and "Logout" in seen["authorized"], seen
+    assert seen["status"] == "200", seen
+    assert json.loads(seen["body"])["data"], seen["body"]
+    assert "Bearer eyJ" in seen["curl"] and key not in seen["curl"], seen["curl"]
+    problems = [e for e in seen["log"] if e.get("source") in ("security", "exception")]
+    assert problems == [], problems
+
+
+def _drive_oauth(
+    browser: Browser, url: str, key_id: str, key: str, tmp_path: Path
+) -> dict[str, Any]:
+    browser.page("Page.navigate", url=url)
+    browser.wait_for("document.querySelectorAll('.opblock-summary').length > 20")
+    browser.click(".scheme-container .btn.authorize")
+    form = ".modal-ux .auth-container:has(#client_id_clientCredentials)"
+    browser.wait_for(f"!!document.querySelector('{form}')")
+    browser.type("#client_id_clientCredentials", key_id)
+    browser.type("#client_secret_clientCredentials", key)
+    browser.click(f"{form} .modal-btn.auth.authorize")
+    # Once authorized, the form's inputs give way to "Authorized", masked values and "Logout".
+    authorized = browser.wait_for(
+        "(() => { const f = Array.from(document.querySelectorAll('.modal-ux .auth-container'))"
+        ".find(e => e.textContent.includes('clientCredentials'));"
+        " return f && /Authorized/.test(f.textContent) ? f.textContent : ''; })()"
+    )
+    browser.screenshot(tmp_path / "oauth-authorized.png")
+    browser.click(".modal-ux .btn-done")
+    browser.click(f"{OP} .opblock-summary-control")
+    browser.click(f"{OP} .try-out__btn")
+    browser.click(f"{OP} .execute")
+    cell = f"{OP} .live-responses-table tr.response .response-col_status"
+    status = browser.wait_for(f"document.querySelector('{cell}')?.textContent")
+    body = browser.eval(
+        f"document.querySelector('{OP} .live-responses-table .microlight')?.textContent"
+    )
+    curl = browser.eval(f"document.querySelector('{OP} .curl-command')?.textContent || ''")
+    browser.screenshot(tmp_path / "oauth-try-it.png")
+    return {
+        "authorized": authorized,
+        "status": status.strip(),
+        "body": body,
+        "curl": curl,
+        "log": browser.log,
+    }
