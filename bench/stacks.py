@@ -28,10 +28,12 @@ from extapi_kit._types import ASGIApp
 
 # Far above anything a run sends: the limiter decides every request but never rejects one.
 HIGH_LIMIT = "1000000000/minute"
+# Units a worker leases at once in the leases stack (the library default).
+LEASE_BLOCK = 20
 SMALL = {"id": 42, "name": "item", "ok": True}
 _FILL = 1024 - len(json.dumps({"name": "bench", "payload": ""}))
 BODY = json.dumps({"name": "bench", "payload": "x" * _FILL}).encode()  # exactly 1 KB
-OURS = ("starlette", "extapi-memory", "extapi-redis")
+OURS = ("starlette", "extapi-memory", "extapi-redis", "extapi-redis-leases")
 
 
 class Unavailable(Exception):
@@ -122,7 +124,7 @@ def _layer_closers(app: Any) -> list[Callable[[], Awaitable[Any]]]:
     return out
 
 
-async def _extapi(env: BenchEnv, *, redis: bool) -> Stack:
+async def _extapi(env: BenchEnv, *, redis: bool, leases: int | None = None) -> Stack:
     from argon2 import profiles
 
     from extapi_kit.audit.sink_memory import MemorySink
@@ -147,8 +149,11 @@ async def _extapi(env: BenchEnv, *, redis: bool) -> Stack:
         idempotency_store=url,
         read=HIGH_LIMIT,
         write=HIGH_LIMIT,
+        rate_limit_leases=leases,
     )
     name = "extapi full stack (redis)" if redis else "extapi full stack (memory)"
+    if leases is not None:
+        name = f"extapi full stack (redis, leases of {leases})"
     closers = [service.aclose, api.aclose, *_layer_closers(app)]
     return Stack(
         name,
@@ -169,10 +174,16 @@ async def _extapi_redis(env: BenchEnv) -> Stack:
     return await _extapi(env, redis=True)
 
 
+async def _extapi_redis_leases(env: BenchEnv) -> Stack:
+    # Issue 16: decisions from locally leased blocks of the Redis budget (off by default).
+    return await _extapi(env, redis=True, leases=LEASE_BLOCK)
+
+
 BUILDERS: dict[str, Callable[[BenchEnv], Awaitable[Stack]]] = {
     "starlette": _bare,
     "extapi-memory": _extapi_memory,
     "extapi-redis": _extapi_redis,
+    "extapi-redis-leases": _extapi_redis_leases,
 }
 
 
