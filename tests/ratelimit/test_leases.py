@@ -73,6 +73,38 @@ async def test_one_worker_admits_exactly_the_limit_under_300_concurrent(redis_ur
 
 
 @pytest.mark.anyio
+async def test_renewing_ahead_keeps_every_decision_off_the_round_trip(redis_url: str) -> None:
+    """L20: with renew_at (a quarter of the grant, the default) the next block is asked for in
+    the background while the leftover is spent: after the first, 200 decisions paced like
+    steady traffic never wait for Redis; with renew_at=0 one in each block does. Redis counts
+    exactly what was admitted once the leases end."""
+    keys, windows = ["{k:ahead}"], [(100_000, 3600)]
+    ahead = lease_backend(redis_url, block=20)
+    lazy = LeaseBackend(
+        AutoPipeline(redis_url, connect_timeout=2, deadline=2), block=20, deadline=2, renew_at=0
+    )
+    try:
+        assert (await ahead.hit(keys, windows, 1)).allowed
+        assert (await lazy.hit(["{k:lazy}"], windows, 1)).allowed
+        for _ in range(200):
+            assert (await ahead.hit(keys, windows, 1)).allowed
+            assert (await lazy.hit(["{k:lazy}"], windows, 1)).allowed
+            await asyncio.sleep(0.002)  # the next request comes a little later
+        # In the callers' path: the first renewal only, and no caller waited for one.
+        assert ahead.renewals - ahead.ahead == 1 and ahead.waits == 0
+        assert ahead.ahead >= 200 // 20 - 1
+        # Without renewing ahead, one decision in each block makes the round trip itself.
+        assert lazy.ahead == 0 and lazy.renewals >= 200 // 20
+        await ahead.release()
+        await lazy.release()
+        assert charged(redis_url, "{k:ahead}") == 201
+        assert charged(redis_url, "{k:lazy}") == 201
+    finally:
+        await ahead.aclose()
+        await lazy.aclose()
+
+
+@pytest.mark.anyio
 async def test_two_workers_never_over_admit_and_give_leftovers_back(redis_url: str) -> None:
     """L20: two workers (own connections) take turns on one key at L=50 with blocks of 20: the
     sum admitted never passes 50 even while both hold leases; once both release, the shared
@@ -162,7 +194,8 @@ async def test_redis_down_applies_the_failure_policy_and_never_double_counts(
 
 
 def test_lease_settings_are_checked_and_the_url_password_stays_out_of_repr() -> None:
-    """L20: block and ttl bounded; only one-server URLs; no password in the spec's repr."""
+    """L20: block, ttl and renew_at bounded; only one-server URLs; no password in the spec's
+    repr."""
     spec = LeasedRedis("redis://:hunter2-pw@127.0.0.1:6390/0", block=5, ttl=0.5)
     assert "hunter2" not in repr(spec) and "block=5" in repr(spec)
     for bad in (
@@ -172,6 +205,9 @@ def test_lease_settings_are_checked_and_the_url_password_stays_out_of_repr() -> 
         {"ttl": 0},
         {"ttl": float("nan")},
         {"ttl": 1e9},
+        {"renew_at": 1},
+        {"renew_at": -0.1},
+        {"renew_at": True},
     ):
         with pytest.raises(ConfigurationError):
             LeasedRedis("redis://127.0.0.1/0", **bad)
@@ -193,8 +229,10 @@ clock = [1000.0]
 
 def new_backend():
     clock[0] = 1000.0
+    # renew_at=0: renewing ahead runs in the background, where the model cannot predict when;
+    # the model checks the protocol itself (test_renewing_ahead_* cover that path).
     backend = LeaseBackend(AutoPipeline(url, connect_timeout=5, deadline=5), block=block,
-                           ttl=ttl, deadline=5, monotonic=lambda: clock[0])
+                           ttl=ttl, deadline=5, monotonic=lambda: clock[0], renew_at=0)
     backend._arm = lambda: None  # the machine sweeps (rule "expire"), not a real-time timer
     return backend
 

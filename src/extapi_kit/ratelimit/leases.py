@@ -19,6 +19,12 @@ and a lease lives at most ``ttl`` seconds, so stranded budget comes back within 
 timer every ``ttl / 2`` returns the leftovers of ended leases). A
 refusal while other leases are open answers ``Retry-After`` no later than ``ttl``.
 
+**Renewing ahead**: when a lease's leftover falls to ``renew_at`` of its grant (a quarter by
+default), the worker asks for the next block in the background while it keeps admitting from
+what is left; the new block joins the leftover when it arrives (same windows), so under steady
+traffic no request waits for Redis. Callers that find the lease empty meanwhile wait for that
+one call (never a second). ``renew_at=0`` renews only when a lease is empty.
+
 **Semantics**: leased budgets are counted in fixed windows aligned to Redis time, whatever the
 middleware's ``strategy`` (which still shapes the in-process fallback). A lease never outlives
 the earliest window it was charged to (its local expiry is measured from *before* the call, so
@@ -35,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +56,7 @@ __all__ = ["DEFAULT_LEASE_BLOCK", "DEFAULT_LEASE_TTL", "LeaseBackend", "LeasedRe
 
 DEFAULT_LEASE_BLOCK = 20
 DEFAULT_LEASE_TTL = 1.0
+DEFAULT_RENEW_AT = 0.25
 _MAX_BLOCK = 1_000_000
 _MAX_TTL = 3600.0
 _SUFFIX = ":lease"
@@ -102,12 +110,23 @@ return out
 """
 _SHA = hashlib.sha1(LEASE_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 _PING = encode_command(b"PING")
+logger = logging.getLogger("extapi_kit.ratelimit")
 
 
 class _Lease:
     """Units one worker holds for one (keys, windows) pair."""
 
-    __slots__ = ("expiry", "granted", "idx", "left", "limits", "resets", "started", "used")
+    __slots__ = (
+        "expiry",
+        "granted",
+        "idx",
+        "left",
+        "limits",
+        "low",
+        "resets",
+        "started",
+        "used",
+    )
 
     def __init__(
         self,
@@ -127,6 +146,7 @@ class _Lease:
         self.used = used  # granted-in-window per window, right after this lease was granted
         self.resets = resets  # seconds to each window's end, from ``started``
         self.limits = limits
+        self.low = -1  # renew ahead once ``left`` falls to this (set by the backend)
 
     def figures(self, now: float) -> list[list[float]]:
         elapsed = now - self.started
@@ -146,6 +166,8 @@ class LeaseBackend:
         ttl: seconds a lease lives before its leftover goes back to Redis.
         deadline: seconds a call to Redis may take.
         monotonic: the local clock leases expire by (tests pass a fake one).
+        renew_at: fraction of a grant (0 to 1) left when the next block is asked for in the
+            background; 0 renews only when the lease is empty, in the caller's path.
     """
 
     # Concurrent callers share one connection and the pipe keeps the deadline.
@@ -159,8 +181,11 @@ class LeaseBackend:
         ttl: float = DEFAULT_LEASE_TTL,
         deadline: float = DEFAULT_REDIS_TIMEOUT,
         monotonic: Callable[[], float] = time.monotonic,
+        renew_at: float = DEFAULT_RENEW_AT,
     ) -> None:
         _check(block, ttl)
+        _check_renew_at(renew_at)
+        self.renew_at = float(renew_at)
         self._pipe = pipe
         if pipe.deadline is None:
             pipe.deadline = deadline
@@ -171,10 +196,14 @@ class LeaseBackend:
         self._leases: dict[tuple[Any, ...], _Lease] = {}
         self._renewing: dict[tuple[Any, ...], asyncio.Future[tuple[int, HitResult | None]]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        #: Round trips to Redis that asked for a lease, and those that only gave one back.
+        #: Round trips to Redis that asked for a lease (``ahead``: of them, those made in the
+        #: background before the lease ran out), and those that only gave one back;
+        #: ``waits``: decisions that waited for another caller's renewal.
         self.renewals = 0
+        self.ahead = 0
+        self.waits = 0
         self.returns = 0
         self.reloads = 0
 
@@ -216,21 +245,28 @@ class LeaseBackend:
                 the policy); a lease in flight is lost, never double-counted.
         """
         lk = (tuple(keys), tuple(windows))
+        shared: HitResult | None = None
         while True:
             lease = self._leases.get(lk)
             now = self._mono()
             if lease is not None and now < lease.expiry and lease.left >= cost:
                 lease.left -= cost
+                if lease.left <= lease.low and lk not in self._renewing:
+                    self._renew_ahead(lk, keys, windows, lease, max(cost, 1))
                 return HitResult(True, lease.figures(now))
+            if shared is not None:
+                return shared
             pending = self._renewing.get(lk)
             if pending is None:
                 break
             # Another caller is renewing this lease: share its answer instead of a round trip.
             # (Its future always gets a result: a failed renewal answers (0, None).)
+            self.waits += 1
             free, refused = await asyncio.shield(pending)
             if refused is not None and cost > free:
-                # Concurrent with that refusal: the same answer holds, without a round trip.
-                return HitResult(False, [list(w) for w in refused.windows])
+                # Concurrent with that refusal: the same answer holds, without a round trip
+                # (unless the leftover it left behind still pays for this call: checked first).
+                shared = HitResult(False, [list(w) for w in refused.windows])
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[int, HitResult | None]] = loop.create_future()
         self._renewing[lk] = fut
@@ -240,6 +276,57 @@ class LeaseBackend:
             return result
         finally:
             del self._renewing[lk]
+            fut.set_result(answer)
+
+    def _renew_ahead(
+        self,
+        lk: tuple[Any, ...],
+        keys: Sequence[str],
+        windows: Sequence[tuple[int, int]],
+        lease: _Lease,
+        need: int,
+    ) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, HitResult | None]] = loop.create_future()
+        self._renewing[lk] = fut
+        task = loop.create_task(self._ahead(lk, list(keys), list(windows), lease, need, fut))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ahead(
+        self,
+        lk: tuple[Any, ...],
+        keys: Sequence[str],
+        windows: Sequence[tuple[int, int]],
+        lease: _Lease,
+        need: int,
+        fut: asyncio.Future[tuple[int, HitResult | None]],
+    ) -> None:
+        # The next block while the leftover is still being spent: the leftover is kept (give 0)
+        # and the lease is closed in the open-lease count (held); the grant joins the leftover.
+        answer: tuple[int, HitResult | None] = (0, None)
+        try:
+            started = self._mono()
+            self.renewals += 1
+            self.ahead += 1
+            raw = await self._call(keys, windows, lease, need=need, ask=True, keep=True)
+            lease.granted = 0  # closed on Redis: a later give-back returns only the leftover
+            answer, fresh = self._parse(raw, windows, need, started)
+            if fresh is not None:
+                if self._closed:
+                    await self._give_back(lk, fresh)
+                else:
+                    if fresh.idx == lease.idx and self._leases.get(lk) is lease:
+                        fresh.left += lease.left  # same windows: one lease from now on
+                    # Otherwise Redis is in the next window: the leftover was the old one's.
+                    self._install(lk, fresh)
+        except Exception:  # a caller that finds the lease empty renews in its own path
+            logger.debug("renewing a lease ahead failed", exc_info=True)
+        finally:
+            if self._renewing.get(lk) is fut:
+                del self._renewing[lk]
             fut.set_result(answer)
 
     async def _renew(
@@ -253,6 +340,19 @@ class LeaseBackend:
         started = self._mono()
         self.renewals += 1
         raw = await self._call(keys, windows, old, need=cost, ask=True)
+        answer, lease = self._parse(raw, windows, cost, started)
+        if lease is None:
+            refused = answer[1]
+            assert refused is not None
+            return refused, answer
+        lease.left -= cost
+        self._install(lk, lease)
+        return HitResult(True, lease.figures(started)), answer
+
+    def _parse(
+        self, raw: list[Any], windows: Sequence[tuple[int, int]], need: int, started: float
+    ) -> tuple[tuple[int, HitResult | None], _Lease | None]:
+        """Read the script's answer: ``((grant, None), lease)`` or ``((free, refusal), None)``."""
         grant = int(raw[0])
         nw = len(windows)
         idx = [int(raw[1 + 4 * i]) for i in range(nw)]
@@ -260,23 +360,24 @@ class LeaseBackend:
         opened = [int(raw[3 + 4 * i]) for i in range(nw)]
         resets = [int(raw[4 + 4 * i]) / 1000 for i in range(nw)]
         limits = [limit for limit, _ in windows]
-        if grant < cost:
+        if grant < need:
             free = min(limit - u for limit, u in zip(limits, used, strict=True))
             states: list[list[float]] = []
             for limit, u, o, reset in zip(limits, used, opened, resets, strict=True):
                 retry = 0.0
-                if u + cost > limit:
+                if u + need > limit:
                     # Budget held in open leases comes back within ttl; otherwise at the reset.
-                    retry = reset if cost > limit or o == 0 else min(reset, self.ttl)
+                    retry = reset if need > limit or o == 0 else min(reset, self.ttl)
                 states.append([min(u, limit), reset, retry])
-            refused = HitResult(False, states)
-            return refused, (free, refused)
+            return (free, HitResult(False, states)), None
         life = min(self.ttl, min(resets))
         lease = _Lease(grant, started, started + life, idx, used, resets, limits)
-        lease.left -= cost
+        return (grant, None), lease
+
+    def _install(self, lk: tuple[Any, ...], lease: _Lease) -> None:
+        lease.low = int(lease.granted * self.renew_at) if self.renew_at else -1
         self._leases[lk] = lease
         self._arm()
-        return HitResult(True, lease.figures(started)), (grant, None)
 
     async def _call(
         self,
@@ -286,8 +387,10 @@ class LeaseBackend:
         *,
         need: int,
         ask: bool,
+        keep: bool = False,
     ) -> list[Any]:
-        give = old.left if old is not None else 0
+        # keep: the old lease's leftover stays with this worker (renewing ahead).
+        give = old.left if old is not None and not keep else 0
         held = old.granted if old is not None else 0
         args: list[bytes | str | int] = [len(keys)]
         args.extend(k + _SUFFIX for k in keys)
@@ -394,6 +497,11 @@ def _check(block: Any, ttl: Any) -> None:
         raise ConfigurationError(f"lease ttl must be seconds in (0, {_MAX_TTL:g}]: {ttl!r}")
 
 
+def _check_renew_at(renew_at: Any) -> None:
+    if isinstance(renew_at, bool) or not isinstance(renew_at, int | float) or not 0 <= renew_at < 1:
+        raise ConfigurationError(f"lease renew_at must be a fraction in [0, 1): {renew_at!r}")
+
+
 class LeasedRedis:
     """A rate-limit storage spec: Redis with local leases (pass as ``storage=``).
 
@@ -401,24 +509,33 @@ class LeasedRedis:
         url: ``redis://[user:password@]host[:port][/db]`` or ``unix:///path?db=N``.
         block: units a lease takes at most.
         ttl: seconds a lease lives before its leftover goes back.
+        renew_at: fraction of a grant left when the next block is asked for in the
+            background (0: only when the lease is empty).
 
     Raises:
-        ConfigurationError: for another scheme, or a block or ttl out of range.
+        ConfigurationError: for another scheme, or a block, ttl or renew_at out of range.
     """
 
-    __slots__ = ("_url", "block", "ttl")
+    __slots__ = ("_url", "block", "renew_at", "ttl")
 
     def __init__(
-        self, url: str, *, block: int = DEFAULT_LEASE_BLOCK, ttl: float = DEFAULT_LEASE_TTL
+        self,
+        url: str,
+        *,
+        block: int = DEFAULT_LEASE_BLOCK,
+        ttl: float = DEFAULT_LEASE_TTL,
+        renew_at: float = DEFAULT_RENEW_AT,
     ) -> None:
         if not isinstance(url, str) or not url.lower().startswith(("redis://", "unix://")):
             raise ConfigurationError(
                 "local leases need a redis:// or unix:// rate-limit storage (one server)"
             )
         _check(block, ttl)
+        _check_renew_at(renew_at)
         self._url = url
         self.block = block
         self.ttl = float(ttl)
+        self.renew_at = float(renew_at)
 
     def __repr__(self) -> str:
         # The URL may carry a password: show where it points, never the credentials.
@@ -431,4 +548,6 @@ class LeasedRedis:
             deadline: seconds a call to Redis may take.
         """
         pipe = AutoPipeline(self._url, connect_timeout=deadline, deadline=deadline)
-        return LeaseBackend(pipe, block=self.block, ttl=self.ttl, deadline=deadline)
+        return LeaseBackend(
+            pipe, block=self.block, ttl=self.ttl, deadline=deadline, renew_at=self.renew_at
+        )
