@@ -307,7 +307,7 @@ def run() -> list[dict[str, Any]]:
         if env.redis_url is None:
             return [{"name": "scaling", "skipped": "no Redis"}]
         configs = [("extapi redis", n, 0) for n in WORKERS]
-        configs += [("extapi redis + leases", n, LEASE_BLOCK) for n in WORKERS if n > 1]
+        configs += [("extapi redis + leases", n, LEASE_BLOCK) for n in WORKERS]
         fast, exact = asyncio.run(_keys(env.redis_url, len(configs)))
         bare: dict[tuple[int, int], float] = {}
         for n in WORKERS:
