@@ -58,8 +58,8 @@ def test_audience_rule() -> None:
 async def test_self_service_endpoints_never_hear_of_other_owners(
     store: WebhookStore, tmp_path: Path
 ) -> None:
-    """Z8, every backend, real receiver: another owner's api_key.created and quota events, and
-    events naming nobody, reach only the operator's endpoint; a tenant endpoint gets its own
+    """Z8, K7, every backend, real receiver: another owner's api_key.created, quota and credits
+    events, and events naming nobody, reach only the operator's endpoint; a tenant endpoint gets its own
     owner's key events and (if unrestricted) resource events; a project-scoped one only its
     project's."""
     dispatcher = WebhookDispatcher(
@@ -92,6 +92,11 @@ async def test_self_service_endpoints_never_hear_of_other_owners(
             await keys.revoke(other.id)
             quota: dict[str, Any] = {"key_id": other.id, "owner": "globex", "percent": 80}
             await dispatcher.publish("api_key.quota_warning", quota)
+            low = {"key_id": other.id, "owner": "globex", "scope": "key", "remaining": 3}
+            await dispatcher.publish("credits.low", low)
+            await dispatcher.publish(
+                "credits.exhausted", {**low, "key_id": mine.id, "owner": "acme"}
+            )
             await dispatcher.publish("platform.notice", {"text": "maintenance"})
             await dispatcher.publish("job.completed", {"project_id": 1})
             await dispatcher.publish("job.completed", {"project_id": 9})
@@ -113,6 +118,8 @@ async def test_self_service_endpoints_never_hear_of_other_owners(
             ("api_key.created", mine.id),
             ("api_key.revoked", other.id),
             ("api_key.quota_warning", other.id),
+            ("credits.low", other.id),
+            ("credits.exhausted", mine.id),
             ("platform.notice", None),
             ("job.completed", 1),
             ("job.completed", 9),
@@ -120,7 +127,13 @@ async def test_self_service_endpoints_never_hear_of_other_owners(
         key=str,
     )
     assert sorted(got["/acme"], key=str) == sorted(
-        [("api_key.created", mine.id), ("job.completed", 1), ("job.completed", 9)], key=str
+        [
+            ("api_key.created", mine.id),
+            ("credits.exhausted", mine.id),
+            ("job.completed", 1),
+            ("job.completed", 9),
+        ],
+        key=str,
     )
     assert got["/acme-p1"] == [("job.completed", 1)]
     assert all("globex" not in r.body.decode() for r in recorder.requests if r.path != "/ops")

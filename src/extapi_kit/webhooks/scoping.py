@@ -71,9 +71,10 @@ DENY: Grants = {"": ()}
 
 OWNER_RESOURCE = "owner"
 """The reserved resource type naming the owner (tenant) an event is about (Z8)."""
-# The kit's own key and quota events (``api_key.created``, ``api_key.quota_warning`` ...) carry
-# the key's owner in this payload field; it names their audience when a publish names none.
-_KIT_EVENT_PREFIX = "api_key."
+# The kit's own key, quota and credit events (``api_key.created``, ``api_key.quota_warning``,
+# ``credits.low`` ...) carry the key's owner in this payload field; it names their audience when
+# a publish names none.
+_KIT_EVENT_PREFIX = ("api_key.", "credits.")
 
 # Rotation successors followed at most (a chain longer than this is treated as unknown).
 _MAX_ROTATIONS = 8
@@ -137,7 +138,7 @@ def resources_from(data: Mapping[str, Any], fields: Mapping[str, str]) -> dict[s
 def owner_resources(
     type: str, data: Mapping[str, Any], named: dict[str, list[str]]
 ) -> dict[str, list[str]]:
-    """Return ``named`` plus the owner of a kit ``api_key.*`` event, read from its payload.
+    """Return ``named`` plus the owner of a kit ``api_key.*``/``credits.*`` event (its payload's).
 
     Args:
         type: the event type.
