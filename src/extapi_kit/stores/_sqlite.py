@@ -11,6 +11,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -85,11 +86,28 @@ class SQLiteDatabase:
             )
             conn.row_factory = sqlite3.Row
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             self._conn = conn
         return self._conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new database to WAL takes an exclusive lock, and SQLite answers "database
+        # is locked" at once (no busy handler) when another connection is switching it too: two
+        # workers (or stores) opening one fresh file together. Retry within the busy timeout.
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.002
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    conn.close()
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def call_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the calling thread (for CLI and shutdown paths).
