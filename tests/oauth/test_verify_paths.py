@@ -64,6 +64,24 @@ async def test_revoke_refuses_tokens_at_once_in_process() -> None:
     await svc.aclose()
 
 
+async def test_a_tokens_use_is_its_keys_last_use() -> None:
+    """O20: a key used only through access tokens shows when it was last used (written in the
+    background, at most once per interval), like a key sent itself."""
+    svc, pair = service(), ed25519_pair()
+    app = protected(svc, TokenVerifier(issuer=ISSUER, keys=jwks(pair)))
+    record, _ = await svc.create("token-only", scopes=["items:read"])
+    assert record.last_used_at is None
+    before = time.time()
+    async with client(app) as c:
+        token = pair.sign(claims_for(record.id))
+        for _ in range(3):
+            assert (await c.get("/", headers=bearer(token))).status_code == 200
+    await svc.flush()
+    used = (await svc.get(record.id)).last_used_at
+    assert used is not None and used >= before - 1
+    await svc.aclose()
+
+
 async def test_record_cache_follows_rotation_grace_and_ttl() -> None:
     """A rotated key's tokens work until the grace ends (the record cache never vouches past
     the key's own validity), and records are re-read after cache_ttl."""

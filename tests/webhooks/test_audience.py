@@ -59,9 +59,9 @@ async def test_self_service_endpoints_never_hear_of_other_owners(
     store: WebhookStore, tmp_path: Path
 ) -> None:
     """Z8, K7, every backend, real receiver: another owner's api_key.created, quota and credits
-    events, and events naming nobody, reach only the operator's endpoint; a tenant endpoint gets its own
-    owner's key events and (if unrestricted) resource events; a project-scoped one only its
-    project's."""
+    events, and events naming nobody, reach only the operator's endpoint; a tenant endpoint
+    gets its own owner's key and credits events and (if unrestricted) resource events; a
+    project-scoped one only its project's."""
     dispatcher = WebhookDispatcher(
         store,
         allow_loopback=True,

@@ -212,6 +212,16 @@ class VerifyPath:
         except Exception as exc:
             logger.warning("could not watch key changes: %s", type(exc).__name__)
 
+    def note_used(self, key_id: str, now: float) -> None:
+        """Record that a key was used now (another way in, such as an access token it issued):
+        its ``last_used_at`` is written in the background, at most once per interval.
+
+        Args:
+            key_id: the key.
+            now: epoch seconds.
+        """
+        self._note_used(key_id, now)
+
     def _note_used(self, key_id: str, now: float) -> None:
         last = self._last_touch.get(key_id)
         if last is not None and now - last < self._last_used_interval:

@@ -92,6 +92,7 @@ class TokenAuthenticator:
             entry = await self._load(verified.subject, now)
         if not entry.record.is_valid(now):
             raise InvalidTokenError(entry.record.status(now))
+        self.service.note_used(entry.record.id, now)  # a token's use is its key's use
         memo = verified.memo
         if memo is not None and memo[0] is entry:
             principal: Principal = memo[1]
