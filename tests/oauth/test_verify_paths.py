@@ -64,6 +64,37 @@ async def test_revoke_refuses_tokens_at_once_in_process() -> None:
     await svc.aclose()
 
 
+async def test_forged_tokens_spend_the_sources_failed_attempt_budget() -> None:
+    """O4, A4: tokens that fail verification count against the source like wrong keys: after
+    the per-source budget (3 here) the address gets 429 with Retry-After, even with a valid
+    token, and no signature is checked for it; another address is unaffected."""
+    svc, pair, attacker = service(failures_per_ip=3), ed25519_pair(), ed25519_pair()
+    verifier = TokenVerifier(issuer=ISSUER, keys=jwks(pair))
+    app = protected(svc, verifier)
+    record, _ = await svc.create("k", scopes=["items:read"])
+    good = pair.sign(claims_for(record.id))
+    forged = attacker.sign(claims_for(record.id), kid=pair.kid)  # our kid, another key
+    async with client(app) as c:
+        for _ in range(3):
+            assert (await c.get("/", headers=bearer(forged))).status_code == 401
+        calls = 0
+        verify = verifier.verify
+
+        async def counting(token: str) -> Any:
+            nonlocal calls
+            calls += 1
+            return await verify(token)
+
+        verifier.verify = counting  # type: ignore[method-assign]
+        refused = await c.get("/", headers=bearer(good))
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert calls == 0
+    transport = httpx.ASGITransport(app, client=("198.51.100.9", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.example.test") as c:
+        assert (await c.get("/", headers=bearer(good))).status_code == 200
+    await svc.aclose()
+
+
 async def test_a_tokens_use_is_its_keys_last_use() -> None:
     """O20: a key used only through access tokens shows when it was last used (written in the
     background, at most once per interval), like a key sent itself."""

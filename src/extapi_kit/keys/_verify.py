@@ -212,6 +212,27 @@ class VerifyPath:
         except Exception as exc:
             logger.warning("could not watch key changes: %s", type(exc).__name__)
 
+    def throttle_wait(self, client_ip: str | None) -> float | None:
+        """Return the seconds a source past its failed-attempt budget must wait, or None.
+
+        The same per-source budget wrong keys spend: an access token that fails verification
+        spends it too (:meth:`note_failure`), so forging tokens costs an address what guessing
+        keys does.
+
+        Args:
+            client_ip: the resolved client address (None: not throttled per source).
+        """
+        return self._throttle.blocked(client_ip, None, self._clock())
+
+    def note_failure(self, client_ip: str | None) -> None:
+        """Count one failed attempt by a source (a token that did not verify).
+
+        Args:
+            client_ip: the resolved client address.
+        """
+        self._failures.add(1, {"reason": "token"})
+        self._throttle.record(client_ip, None, self._clock())
+
     def note_used(self, key_id: str, now: float) -> None:
         """Record that a key was used now (another way in, such as an access token it issued):
         its ``last_used_at`` is written in the background, at most once per interval.

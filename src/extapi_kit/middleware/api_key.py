@@ -216,7 +216,7 @@ class ApiKeyMiddleware:
         client_ip = self._resolver.resolve(scope)
         try:
             if self._tokens is not None and _is_jwt(presented):
-                principal = await self._tokens.authenticate(presented)
+                principal = await self._token_principal(presented, client_ip)
             else:
                 principal = await self.service.verify(presented, client_ip=client_ip)
         except KeyThrottledError as exc:
@@ -252,6 +252,20 @@ class ApiKeyMiddleware:
             await call_with_body_limit(self.app, scope, receive, send, principal.body_limit)
             return
         await self.app(scope, receive, send)
+
+    async def _token_principal(self, token: str, client_ip: str | None) -> Principal:
+        # Tokens spend the source's failed-attempt budget like keys: a source that sent too
+        # many bad keys or tokens is refused before any signature work (O4).
+        service = self.service
+        wait = service.throttle_wait(client_ip)
+        if wait is not None:
+            raise KeyThrottledError(wait)
+        assert self._tokens is not None
+        try:
+            return await self._tokens.authenticate(token)
+        except InvalidKeyError:
+            service.note_failure(client_ip)
+            raise
 
     def _presented(self, scope: Scope) -> str | None:
         """Return the presented key, "" for an invalid combination, None when none was sent."""
