@@ -67,10 +67,8 @@ class RedisClusterNodes:
                     "nodes.conf",
                     "--cluster-replica-validity-factor",
                     "0",
-                    # The bus port defaults to port + 10000, past 65535 for most free ports.
-                    "--cluster-port",
-                    str(free_port()),
-                ]
+                ],
+                cluster_bus=True,
             )
             for _ in range(size)
         ]
@@ -208,35 +206,23 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{self.name}"
 
     def start(self, timeout: float = 30.0) -> None:
-        import tempfile
-        from pathlib import Path
-
         self.master.start()
         self.replica.extra = ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.replica.start()
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed")
-        for port in self.sentinel_ports:
-            d = tempfile.mkdtemp(prefix="extapi-sentinel-")
-            self._dirs.append(d)
-            conf = Path(d) / "sentinel.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {d}\n"
-                f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {self.name} 1000\n"
-                f"sentinel failover-timeout {self.name} 5000\n"
-                f"sentinel parallel-syncs {self.name} 1\n"
-            )
-            self.sentinels.append(
-                subprocess.Popen(
-                    [exe, str(conf), "--sentinel"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        for i in range(len(self.sentinel_ports)):
+            self.sentinels.append(self._start_sentinel(exe, i))
         deadline = time.monotonic() + timeout
+        restarts = 0
         while True:
+            for i, proc in enumerate(self.sentinels):
+                # A port chosen a moment ago may have been taken since: move that sentinel.
+                if proc.poll() is not None and restarts < 5:
+                    restarts += 1
+                    self.sentinel_ports[i] = free_port()
+                    self.sentinels[i] = self._start_sentinel(exe, i)
             try:
                 if self._sentinels_ready():
                     return
@@ -245,6 +231,27 @@ class SentinelGroup:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sentinels did not become ready")
             time.sleep(0.1)
+
+    def _start_sentinel(self, exe: str, i: int) -> subprocess.Popen[bytes]:
+        import tempfile
+        from pathlib import Path
+
+        port = self.sentinel_ports[i]
+        d = tempfile.mkdtemp(prefix="extapi-sentinel-")
+        self._dirs.append(d)
+        conf = Path(d) / "sentinel.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {d}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 2\n"
+            f"sentinel down-after-milliseconds {self.name} 1000\n"
+            f"sentinel failover-timeout {self.name} 5000\n"
+            f"sentinel parallel-syncs {self.name} 1\n"
+        )
+        return subprocess.Popen(
+            [exe, str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _sentinels_ready(self) -> bool:
         for port in self.sentinel_ports:

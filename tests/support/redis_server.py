@@ -24,12 +24,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _PortTaken(RuntimeError):
+    """redis-server could not bind a port chosen for it."""
+
+
 class RedisServer:
     """A redis-server child process bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, port: int | None = None, *, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        extra: list[str] | None = None,
+        cluster_bus: bool = False,
+    ) -> None:
         self.port = port or free_port()
         self.extra = list(extra or [])
+        # A cluster node's bus port defaults to port + 10000, past 65535 for most free ports.
+        self.cluster_bus_port = free_port() if cluster_bus else None
+        # Ports chosen here were only free a moment ago: another process (or another of our own
+        # free_port() picks) may hold one by the time redis-server binds it. The first start
+        # then retries on fresh ports; a restart keeps its ports (clients know them).
+        self._choose_ports = port is None
+        self._started = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.dir = tempfile.mkdtemp(prefix="extapi-redis-")
 
@@ -41,10 +58,36 @@ class RedisServer:
     def available() -> bool:
         return shutil.which("redis-server") is not None
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, *, attempts: int = 5) -> None:
+        if self._started or not self._choose_ports:
+            attempts = 1
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+                if self.cluster_bus_port is not None:
+                    self.cluster_bus_port = free_port()
+                continue
+            self._started = True
+            return
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "redis.log"), encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-5:]).strip()
+        except OSError:
+            return ""
+
+    def _start_once(self, timeout: float) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed")
+        bus = (
+            [] if self.cluster_bus_port is None else ["--cluster-port", str(self.cluster_bus_port)]
+        )
         self.proc = subprocess.Popen(
             [
                 exe,
@@ -60,8 +103,12 @@ class RedisServer:
                 self.dir,
                 "--enable-debug-command",
                 "local",
+                "--logfile",
+                "redis.log",
+                *bus,
                 *self.extra,
             ],
+            cwd=self.dir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -70,17 +117,27 @@ class RedisServer:
         try:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+                    log = self._log_tail()
+                    message = (
+                        f"redis-server on :{self.port} exited with {self.proc.returncode}: {log}"
+                    )
+                    if "Address already in use" in log or "bind" in log.lower():
+                        raise _PortTaken(message)
+                    raise RuntimeError(message)
                 try:
                     info = client.info("server")
                 except redis.RedisError:
+                    if self.proc.poll() is not None:
+                        continue  # exited: say why (above) rather than wait for the deadline
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
                     continue
                 # Make sure we talk to the server we spawned, not another one on this port.
                 if int(info["process_id"]) != self.proc.pid:
-                    raise RuntimeError(f"port {self.port} is held by another redis-server")
+                    self.proc.kill()
+                    self.proc.wait(5)
+                    raise _PortTaken(f"port {self.port} is held by another redis-server")
                 return
         finally:
             client.close()

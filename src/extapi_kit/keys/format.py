@@ -65,6 +65,10 @@ _KEY_TAIL_RE = re.compile(
 )
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _MAX_DECODE_ROUNDS = 3
+# The shortest text that can hold a key: a one-letter prefix and environment, the three
+# underscores, the id, the secret and the checksum. Percent-decoding only ever shortens a text,
+# so a shorter one holds no key in any encoding (most paths and queries stop here).
+_MIN_KEY_TEXT = 1 + 1 + 1 + 1 + KEY_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
 
 
 def _b62(value: int, width: int) -> str:
@@ -166,6 +170,8 @@ def contains_key(text: str) -> bool:
     Args:
         text: any text (a query string or part of one, a path, a header value).
     """
+    if len(text) < _MIN_KEY_TEXT:
+        return False
     for _ in range(_MAX_DECODE_ROUNDS + 1):
         if _holds_key(text):
             return True
