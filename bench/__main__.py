@@ -32,6 +32,7 @@ SUITES = (
     "webhooks",
     "inprocess",
     "loopback",
+    "layers",
     "scaling",
     "cluster",
     "postgres",

@@ -124,7 +124,30 @@ def _layer_closers(app: Any) -> list[Callable[[], Awaitable[Any]]]:
     return out
 
 
-async def _extapi(env: BenchEnv, *, redis: bool, leases: int | None = None) -> Stack:
+# The full memory stack built up one layer at a time, innermost first (DESIGN §3 order), for the
+# per-layer cost table (``python -m bench layers``): each step adds one layer to the one before.
+LAYER_STEPS = ("router", "api_key", "rate_limit", "body_limit", "idempotency", "audit")
+
+
+def _layer_options(upto: str) -> dict[str, Any]:
+    on = set(LAYER_STEPS[: LAYER_STEPS.index(upto) + 1])
+    options: dict[str, Any] = {}
+    if "api_key" not in on:
+        options["auth"] = False
+    if "rate_limit" not in on:
+        options["rate_limit_storage"] = None
+    if "body_limit" not in on:
+        options["body_limit"] = None
+    if "idempotency" not in on:
+        options["idempotency_store"] = None
+    if "audit" not in on:
+        options["audit_sink"] = None
+    return options
+
+
+async def _extapi(
+    env: BenchEnv, *, redis: bool, leases: int | None = None, upto: str | None = None
+) -> Stack:
     from argon2 import profiles
 
     from extapi_kit.audit.sink_memory import MemorySink
@@ -142,18 +165,27 @@ async def _extapi(env: BenchEnv, *, redis: bool, leases: int | None = None) -> S
     api = ExternalAPI(docs=False)
     api.expose("GET", "/items", to=inner, path="/items", scopes=["items:read"])
     api.expose("POST", "/items", to=inner, path="/items", scopes=["items:write"])
-    app = api.build(
-        key_store=service,
-        rate_limit_storage=url,
-        audit_sink=MemorySink(maxlen=10_000),
-        idempotency_store=url,
-        read=HIGH_LIMIT,
-        write=HIGH_LIMIT,
-        rate_limit_leases=leases,
-    )
+    options: dict[str, Any] = {
+        "key_store": service,
+        "rate_limit_storage": url,
+        "audit_sink": MemorySink(maxlen=10_000),
+        "idempotency_store": url,
+        "read": HIGH_LIMIT,
+        "write": HIGH_LIMIT,
+        "rate_limit_leases": leases,
+    }
+    auth = True
+    if upto is not None:
+        options.update(_layer_options(upto))
+        auth = options.get("auth", True)
+        if options.get("rate_limit_storage", url) is None:
+            del options["read"], options["write"]
+    app = api.build(**options)
     name = "extapi full stack (redis)" if redis else "extapi full stack (memory)"
     if leases is not None:
         name = f"extapi full stack (redis, leases of {leases})"
+    if upto is not None:
+        name = f"layers up to {upto}"
     closers = [service.aclose, api.aclose, *_layer_closers(app)]
     return Stack(
         name,
@@ -161,7 +193,7 @@ async def _extapi(env: BenchEnv, *, redis: bool, leases: int | None = None) -> S
         get_path="/api/v1/items",
         post_path="/api/v1/items",
         headers=((b"x-api-key", key.encode()),),
-        auth=True,
+        auth=auth,
         closers=closers,
     )
 
@@ -233,6 +265,8 @@ async def build_stack(name: str, env: BenchEnv) -> Stack:
     """
     if name in BUILDERS:
         return await BUILDERS[name](env)
+    if name.startswith("layers:") and name[7:] in LAYER_STEPS:
+        return await _extapi(env, redis=False, upto=name[7:])
     from bench.peers import PEERS
 
     return await PEERS[name](env)

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from bench import inprocess, loopback
+from bench import inprocess, layers, loopback
 from bench.peers import PEERS
-from bench.stacks import BODY, OURS, BenchEnv, Stack, build_stack
+from bench.stacks import BODY, LAYER_STEPS, OURS, BenchEnv, Stack, build_stack
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +169,38 @@ def test_loopback_serves_stack_and_python_loadgen_counts() -> None:
     assert server.proc.poll() is not None
     assert figures["errors"] == 0 and figures["rps"] > 0
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+@pytest.mark.parametrize("step", LAYER_STEPS)
+async def test_layer_steps_add_one_layer_each(step: str) -> None:
+    """Each step of the per-layer table is the stack up to that layer: it answers 200 with the
+    key, and the layers it holds are exactly the steps so far (``router`` holds none)."""
+    stack = await build_stack(f"layers:{step}", BenchEnv(None))
+    held = []
+    layer: Any = stack.app
+    while layer is not None:
+        held.append(type(layer).__name__)
+        layer = getattr(layer, "app", None)
+    classes = {
+        "api_key": "ApiKeyMiddleware",
+        "rate_limit": "RateLimitMiddleware",
+        "body_limit": "BodySizeLimitMiddleware",
+        "idempotency": "IdempotencyMiddleware",
+        "audit": "AuditMiddleware",
+    }
+    upto = LAYER_STEPS[: LAYER_STEPS.index(step) + 1]
+    assert {c for s, c in classes.items() if c in held} == {classes[s] for s in upto[1:]}
+    assert stack.auth == ("api_key" in upto)
+    await _check(stack)
+
+
+def test_layers_suite_rows_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layers suite serves bare Starlette and each step under uvicorn and reports what each
+    step added to the server's CPU per request."""
+    monkeypatch.setattr(layers, "LAYER_STEPS", ("router", "api_key"))
+    monkeypatch.setenv("BENCH_LOADGEN", "python")
+    rows = layers.run(methods=("GET",), seconds=0.3, conns=2)
+    assert [r["name"] for r in rows] == ["bare starlette GET", "router GET", "+ api_key GET"]
+    assert all(r["errors"] == 0 and r["rps"] > 0 for r in rows)
+    if "cpu_us" in rows[0]:  # Linux: /proc gives the server's CPU time
+        assert rows[2]["added_cpu_us"] == pytest.approx(rows[2]["cpu_us"] - rows[1]["cpu_us"])
