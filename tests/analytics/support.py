@@ -11,11 +11,35 @@ import httpx
 
 from extapi_kit._types import ASGIApp
 from extapi_kit.analytics import KeyActivity
+from extapi_kit.audit.record import AuditRecord
 from extapi_kit.keys.service import KeyService
 from extapi_kit.middleware.audit import AuditMiddleware
 from extapi_kit.routing import ExternalAPI, HandlerRequest
 from extapi_kit.testing import FakeClock
 from tests.keys.support import cheap_hasher
+
+
+def record(
+    key_id: str | None,
+    ip: str | None,
+    at: float,
+    *,
+    status: int = 200,
+    agent: str | None = None,
+    **kw: Any,
+) -> AuditRecord:
+    """An audit record of a ``GET /x`` by ``key_id`` from ``ip`` at epoch second ``at``."""
+    return AuditRecord(
+        timestamp_us=int(at * 1_000_000),
+        request_id="r",
+        method="GET",
+        path="/x",
+        status=status,
+        key_id=key_id,
+        client_ip=ip,
+        user_agent=agent,
+        **kw,
+    )
 
 
 def api() -> ExternalAPI:

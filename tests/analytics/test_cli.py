@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from extapi_kit.analytics import KeyActivity
-from extapi_kit.audit.record import AuditRecord
 from extapi_kit.cli import main
+from tests.analytics.support import record
 
 PEPPER = "cli-activity-test-pepper-0123456789"
 
@@ -38,15 +38,12 @@ def _seed(url: str, key_id: str) -> None:
         ):
             await act.write_batch(
                 [
-                    AuditRecord(
-                        timestamp_us=int(now * 1e6),
-                        request_id="r",
-                        method="GET",
-                        path="/x",
+                    record(
+                        key_id,
+                        ip,
+                        now,
                         status=status,
-                        key_id=key_id,
-                        client_ip=ip,
-                        user_agent=agent,
+                        agent=agent,
                         rejection="ip-not-allowed" if status == 403 else None,
                     )
                 ]

@@ -6,27 +6,14 @@ import pytest
 
 from extapi_kit.analytics import KeyActivity
 from extapi_kit.analytics.store_memory import MemoryActivityStore
-from extapi_kit.audit.record import AuditRecord
 from extapi_kit.keys.format import generate_key
 from extapi_kit.testing import FakeClock
+from tests.analytics.support import record as _rec
 from tests.analytics.support import stack
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_796_000_000.0
-
-
-def _rec(key_id: str | None, ip: str, at: float, *, status: int = 200, **kw: object) -> AuditRecord:
-    return AuditRecord(
-        timestamp_us=int(at * 1_000_000),
-        request_id="r",
-        method="GET",
-        path="/x",
-        status=status,
-        key_id=key_id,
-        client_ip=ip,
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 async def test_spray_of_unknown_key_ids_creates_no_state(any_store_url: str) -> None:
