@@ -63,12 +63,14 @@ async def _until(predicate: Any, seconds: float = 10.0) -> None:
 
 
 def test_configuration_is_checked() -> None:
-    """Out-of-range window, address and agent bounds and a non-positive flush interval are
-    ConfigurationErrors (also ValueErrors) when the object is made."""
+    """Out-of-range (or boolean) window, address and agent bounds and a non-positive flush
+    interval are ConfigurationErrors (also ValueErrors) when the object is made."""
     bad: list[dict[str, Any]] = [
         {"window_days": 0},
         {"window_days": 91},
         {"window_days": "30"},
+        {"window_days": True},
+        {"max_ips": False},
         {"max_ips": 0},
         {"max_ips": 1001},
         {"max_agents": 0},

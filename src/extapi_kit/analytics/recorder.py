@@ -94,10 +94,11 @@ class KeyActivity:
         flush_interval: float = 1.0,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(window_days, int) or not 1 <= window_days <= 90:
+        # bool is an int subclass: True would quietly mean one day.
+        if type(window_days) is not int or not 1 <= window_days <= 90:
             raise ConfigurationError(f"window_days must be 1..90: {window_days!r}")
         for name, value in (("max_ips", max_ips), ("max_agents", max_agents)):
-            if not isinstance(value, int) or not 1 <= value <= 1000:
+            if type(value) is not int or not 1 <= value <= 1000:
                 raise ConfigurationError(f"{name} must be 1..1000: {value!r}")
         if not flush_interval > 0:
             raise ConfigurationError(f"flush_interval must be positive: {flush_interval!r}")
