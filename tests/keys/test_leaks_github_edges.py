@@ -5,6 +5,7 @@ leaves mid-body, lifespan and websocket scopes).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -325,3 +326,39 @@ async def test_lifespan_is_answered_and_websockets_get_nothing() -> None:
         assert received == 3
         ws = {**_scope([]), "type": "websocket"}
         assert await _call(r.endpoint, ws, [{"type": "websocket.connect"}]) == ([], 0)
+
+
+async def test_reports_refused_for_too_many_in_progress_spend_no_rate_budget() -> None:
+    """K18: a report refused because ``max_in_progress`` are already being processed answers 429
+    without spending the rate budget, so the provider's next report after the busy one finishes
+    is served rather than refused for a budget that the refusals used up."""
+    async with rig(rate=0.001, burst=2, max_in_progress=1) as r:
+        _, secret = await r.keys.create("ci")
+        body = matches(secret)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"github-public-key-identifier", KEY_ID.encode()),
+            (b"github-public-key-signature", r.provider.sign(body).encode()),
+        ]
+        arrived = asyncio.Event()
+        release = asyncio.Event()
+        busy_sent: list[Message] = []
+
+        async def slow_receive() -> Message:
+            arrived.set()
+            await release.wait()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def busy_send(message: Message) -> None:
+            busy_sent.append(message)
+
+        busy = asyncio.create_task(r.endpoint(_scope(headers), slow_receive, busy_send))
+        await arrived.wait()  # one report in progress: the bucket has spent 1 of its 2
+        for _ in range(3):
+            sent, _ = await _call(r.endpoint, _scope(headers), [])
+            assert sent[0]["status"] == 429
+        release.set()
+        await busy
+        assert busy_sent[0]["status"] == 200
+        sent, _ = await _call(r.endpoint, _scope(headers), [{"type": "http.request", "body": body}])
+        assert sent[0]["status"] == 200, sent[1]["body"]

@@ -9,12 +9,12 @@ base64 DER signature. The provider publishes its public keys as JSON
 "token_type", "label"}`` with ``label`` ``true_positive`` or ``false_positive`` (GitHub's
 "false positive feedback" format).
 
-Order of work, cheapest first, so a flood costs little: method, rate (an in-process token bucket
-and a cap on reports in progress), ``Content-Length``, headers, body read under its cap, signature
-(keys from the cache; an unknown key id refetches the document at most once per
-``refetch_interval``), then JSON, then the tokens (:class:`~extapi_kit.keys.leaks.LeakResponder`).
-Every refusal is a problem+json answer; a failing store is a 503 the scanner retries (replays are
-idempotent), never a 500.
+Order of work, cheapest first, so a flood costs little: method, a cap on reports in progress, rate
+(an in-process token bucket, not spent by reports the cap refuses), ``Content-Length``, headers,
+body read under its cap, signature (keys from the cache; an unknown key id refetches the document at
+most once per ``refetch_interval``), then JSON, then the tokens
+(:class:`~extapi_kit.keys.leaks.LeakResponder`). Every refusal is a problem+json answer; a failing
+store is a 503 the scanner retries (replays are idempotent), never a 500.
 """
 
 from __future__ import annotations
@@ -290,8 +290,10 @@ class SecretScanningEndpoint:
         if scope["method"] != "POST":
             allow = [(b"allow", b"POST")]
             return await send_problem(send, "method-not-allowed", headers=allow, scope=scope)
-        wait = self._bucket.take()
-        if wait is not None or self._in_progress >= self._max_in_progress:
+        # Busy first: a report refused for the reports in progress spends no rate budget.
+        busy = self._in_progress >= self._max_in_progress
+        wait = None if busy else self._bucket.take()
+        if busy or wait is not None:
             retry = str(max(1, math.ceil(wait or 1))).encode()
             detail = "Too many secret scanning reports at once; retry later."
             await send_problem(
