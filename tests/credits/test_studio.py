@@ -17,7 +17,7 @@ from extapi_kit.credits import CreditLedger
 from extapi_kit.examples.studio.app import create_app, store_urls
 from extapi_kit.keys.hashing import Argon2Hasher
 from extapi_kit.keys.service import KeyService
-from tests.support.redis_server import free_port
+from tests.support.serving import loopback_socket
 
 
 @pytest.fixture
@@ -39,11 +39,10 @@ def studio(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         return key
 
     key = asyncio.run(make_partner())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = loopback_socket()  # bound before the server starts: no port race
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -54,6 +53,7 @@ def studio(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
 def test_a_partner_with_two_credits_gets_two_answers(studio: tuple[str, str, str]) -> None:

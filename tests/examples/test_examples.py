@@ -22,7 +22,7 @@ from examples.starlette_app import check as starlette_check
 from extapi_kit.examples.studio.app import create_app, store_urls
 from extapi_kit.keys.hashing import Argon2Hasher
 from extapi_kit.keys.service import KeyService
-from tests.e2e._demo import free_port
+from tests.support.serving import loopback_socket
 
 
 @pytest.mark.anyio
@@ -113,11 +113,10 @@ def studio(tmp_path: Path) -> Iterator[tuple[str, str]]:
         return key
 
     key = asyncio.run(make_key())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = loopback_socket()  # bound before the server starts: no port race
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -128,6 +127,7 @@ def studio(tmp_path: Path) -> Iterator[tuple[str, str]]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
 def test_client_against_the_studio(studio: tuple[str, str]) -> None:

@@ -11,14 +11,12 @@ import base64
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -29,37 +27,18 @@ from extapi_kit.keys.leaks import LeakReport, LeakResponder, leak_event_data
 from extapi_kit.keys.leaks_github import PublicKeys, SecretScanningEndpoint
 from extapi_kit.keys.models import KeyRecord, iso
 from tests.keys.support import cheap_hasher
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.anyio
 
 KEY_ID = "bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serve(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1; yield its base URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, lifespan="off") as base:
+        yield base
 
 
 def pem(key: ec.EllipticCurvePrivateKey) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,7 +23,7 @@ from extapi_kit.keys.service import KeyService
 from extapi_kit.keys.store_memory import MemoryKeyStore
 from extapi_kit.middleware.api_key import ApiKeyMiddleware
 from tests.keys.support import cheap_hasher
-from tests.support.redis_server import free_port
+from tests.support.serving import serving
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -155,22 +153,8 @@ async def test_fastapi_dependencies_and_openapi_security_scheme() -> None:
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", proxy_headers=False, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, lifespan="on", log_level="error") as base:
+        yield base
 
 
 @pytest.mark.anyio

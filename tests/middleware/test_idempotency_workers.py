@@ -3,19 +3,18 @@ real HTTP under uvicorn."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 
 from extapi_kit.idempotency import MemoryIdempotencyStore
 from extapi_kit.middleware.idempotency import IdempotencyMiddleware
 from tests.idempotency.support import KEY, Recorder, client, counting_app, outer_layer
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -143,19 +142,8 @@ async def served() -> AsyncIterator[tuple[int, Recorder, MemoryIdempotencyStore,
         finally:
             done.set()
 
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ws="none"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    try:
-        yield port, rec, store, done
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, lifespan="off", ws="none") as base:
+        yield int(base.rsplit(":", 1)[1]), rec, store, done
 
 
 async def test_real_http_disconnect_mid_body(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,6 +17,7 @@ from starlette.routing import Route
 from extapi_kit.middleware.rate_limit import RateLimitMiddleware
 from extapi_kit.ratelimit import RateLimitRule
 from tests.ratelimit.helpers import client
+from tests.support.serving import serving
 
 
 async def items(request: Request) -> PlainTextResponse:
@@ -81,38 +79,17 @@ async def test_fastapi_add_middleware() -> None:
     assert r.status_code == 429 and r.headers["retry-after"]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.anyio
 async def test_served_by_uvicorn_with_lifespan_on() -> None:
     """Under uvicorn (lifespan on, proxy headers off) startup runs and real HTTP gets the headers
     and the 429 (M5)."""
     started: list[str] = []
-    port = _port()
-    config = uvicorn.Config(
-        starlette_app(started),
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        proxy_headers=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            codes = [(await c.get("/api/v1/items")).status_code for _ in range(4)]
-            r = await c.get("/api/v1/items")
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        serving(starlette_app(started), lifespan="on") as base,
+        httpx.AsyncClient(base_url=base) as c,
+    ):
+        codes = [(await c.get("/api/v1/items")).status_code for _ in range(4)]
+        r = await c.get("/api/v1/items")
     assert started == ["up"]
     assert codes == [200, 200, 200, 429]
     assert r.headers["x-ratelimit-remaining"] == "0" and int(r.headers["retry-after"]) >= 1

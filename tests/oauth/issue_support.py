@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
-
-import uvicorn
 
 from extapi_kit import ExternalAPI
 from extapi_kit._types import ASGIApp
@@ -16,6 +12,7 @@ from extapi_kit.keys.service import KeyService
 from extapi_kit.oauth import SigningKeys, TokenIssuer
 from extapi_kit.routing.handlers import HandlerRequest
 from tests.keys.support import cheap_hasher
+from tests.support.serving import serving as serve_loopback
 
 ISSUER = "https://api.example.test"
 SECRET = "s" * 40
@@ -43,29 +40,8 @@ def api_with_oauth(tokens: TokenIssuer, **oauth_options: Any) -> ExternalAPI:
     return api
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (proxy headers off); yield its base URL."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_loopback(app, lifespan="off") as base:
+        yield base
