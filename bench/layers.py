@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench.loopback import SECONDS, Server, _load
+from bench.loopback import SECONDS, Server, measure_cell
 from bench.stacks import LAYER_STEPS, BenchEnv
 
 CONNECTIONS = int(os.environ.get("BENCH_LAYER_CONNECTIONS", "16"))
@@ -27,13 +27,7 @@ def _measure(name: str, method: str, seconds: float, conns: int) -> dict[str, An
     server = Server(name, BenchEnv(None))
     try:
         server.check(method)
-        _load(server, method, min(1.0, seconds), conns)  # warm-up
-        cpu0 = server.cpu_seconds()
-        figures = _load(server, method, seconds, conns)
-        cpu1 = server.cpu_seconds()
-        if cpu0 is not None and cpu1 is not None and figures["requests"]:
-            figures["cpu_us"] = (cpu1 - cpu0) / figures["requests"] * 1e6
-        return figures
+        return measure_cell(server, method, conns, seconds)
     finally:
         server.stop()
 

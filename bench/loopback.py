@@ -365,6 +365,36 @@ def _load(
 Cells = dict[tuple[str, int], dict[str, Any]]
 
 
+def measure_cell(
+    server: Server, method: str, conns: int, seconds: float = SECONDS
+) -> dict[str, Any]:
+    """Warm up, then load ``server`` for ``seconds``; the load figures plus the server's CPU per
+    request and, for a stack on the pipelined Redis connection, its round trips per request.
+
+    Args:
+        server: the running server.
+        method: ``GET`` or ``POST``.
+        conns: concurrent connections.
+        seconds: timed seconds.
+    """
+    _load(server, method, min(1.0, seconds), conns)  # warm-up
+    cpu0 = server.cpu_seconds()
+    rt0 = server.redis_batches()
+    figures = _load(server, method, seconds, conns)
+    cpu1 = server.cpu_seconds()
+    rt1 = server.redis_batches()
+    if cpu0 is not None and cpu1 is not None and figures["requests"]:
+        # Server CPU per request: far less sensitive to other processes than req/s.
+        figures["cpu_us"] = (cpu1 - cpu0) / figures["requests"] * 1e6
+    if rt0 is not None and rt1 is not None and figures["requests"]:
+        writes, commands = rt1[0] - rt0[0], rt1[1] - rt0[1]
+        figures["redis_rt_per_req"] = writes / figures["requests"]
+        figures["redis_batch"] = commands / writes if writes else 0.0
+        # Below 1: some requests were decided by the fallback (deadline missed).
+        figures["redis_decided"] = commands / figures["requests"]
+    return figures
+
+
 def _measure_stack(name: str, env: BenchEnv) -> tuple[str, Cells]:
     server = Server(name, env)
     try:
@@ -372,22 +402,7 @@ def _measure_stack(name: str, env: BenchEnv) -> tuple[str, Cells]:
         for method in ("GET", "POST"):
             server.check(method)
             for conns in CONNECTION_COUNTS:
-                _load(server, method, 1.0, conns)  # warm-up
-                cpu0 = server.cpu_seconds()
-                rt0 = server.redis_batches()
-                figures = _load(server, method, SECONDS, conns)
-                cpu1 = server.cpu_seconds()
-                rt1 = server.redis_batches()
-                if cpu0 is not None and cpu1 is not None and figures["requests"]:
-                    # Server CPU per request: far less sensitive to other processes than req/s.
-                    figures["cpu_us"] = (cpu1 - cpu0) / figures["requests"] * 1e6
-                if rt0 is not None and rt1 is not None and figures["requests"]:
-                    writes, commands = rt1[0] - rt0[0], rt1[1] - rt0[1]
-                    figures["redis_rt_per_req"] = writes / figures["requests"]
-                    figures["redis_batch"] = commands / writes if writes else 0.0
-                    # Below 1: some requests were decided by the fallback (deadline missed).
-                    figures["redis_decided"] = commands / figures["requests"]
-                out[(method, conns)] = figures
+                out[(method, conns)] = measure_cell(server, method, conns)
         return server.name, out
     finally:
         server.stop()

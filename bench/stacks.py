@@ -129,19 +129,22 @@ def _layer_closers(app: Any) -> list[Callable[[], Awaitable[Any]]]:
 LAYER_STEPS = ("router", "api_key", "rate_limit", "body_limit", "idempotency", "audit")
 
 
+# What build() is told to leave out while a step's layer is not on yet.
+_LAYER_OFF: dict[str, dict[str, Any]] = {
+    "api_key": {"auth": False},
+    "rate_limit": {"rate_limit_storage": None},
+    "body_limit": {"body_limit": None},
+    "idempotency": {"idempotency_store": None},
+    "audit": {"audit_sink": None},
+}
+
+
 def _layer_options(upto: str) -> dict[str, Any]:
-    on = set(LAYER_STEPS[: LAYER_STEPS.index(upto) + 1])
+    on = LAYER_STEPS[: LAYER_STEPS.index(upto) + 1]
     options: dict[str, Any] = {}
-    if "api_key" not in on:
-        options["auth"] = False
-    if "rate_limit" not in on:
-        options["rate_limit_storage"] = None
-    if "body_limit" not in on:
-        options["body_limit"] = None
-    if "idempotency" not in on:
-        options["idempotency_store"] = None
-    if "audit" not in on:
-        options["audit_sink"] = None
+    for step, off in _LAYER_OFF.items():
+        if step not in on:
+            options.update(off)
     return options
 
 

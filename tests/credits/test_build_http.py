@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from extapi_kit._types import ASGIApp
 from extapi_kit.credits import CreditLedger
@@ -20,6 +17,7 @@ from extapi_kit.routing.api import ExternalAPI
 from extapi_kit.routing.handlers import HandlerRequest
 from tests.keys.support import cheap_hasher
 from tests.support.redis_server import RedisServer
+from tests.support.serving import serving as serve_loopback
 
 pytestmark = pytest.mark.anyio
 
@@ -40,25 +38,8 @@ def _api() -> ExternalAPI:
 
 @asynccontextmanager
 async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, lifespan="on", proxy_headers=False, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_loopback(app, lifespan="on", access_log=False) as base:
+        yield base
 
 
 async def test_a_two_use_key_works_twice_over_http(tmp_path: Any) -> None:

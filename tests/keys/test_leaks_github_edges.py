@@ -25,7 +25,7 @@ from extapi_kit.keys import KeyService
 from extapi_kit.keys.leaks import LeakResponder
 from extapi_kit.keys.leaks_github import PublicKeys, SecretScanningEndpoint
 from tests.keys.support import cheap_hasher
-from tests.keys.test_leaks import KEY_ID, matches, pem, rig, serve
+from tests.keys.test_leaks import KEY_ID, Rig, matches, pem, rig, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -248,6 +248,14 @@ async def _call(
     return sent, received
 
 
+def _signed(r: Rig, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The provider's key id and signature headers for ``body``."""
+    return [
+        (b"github-public-key-identifier", KEY_ID.encode()),
+        (b"github-public-key-signature", r.provider.sign(body).encode()),
+    ]
+
+
 def _scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http",
@@ -269,11 +277,7 @@ async def test_non_numeric_content_length_is_refused_before_reading() -> None:
     invalid-content-length problem, sent before any body is read or signature checked."""
     async with rig() as r:
         body = matches("x")
-        headers = [
-            (b"content-length", b"12a"),
-            (b"github-public-key-identifier", KEY_ID.encode()),
-            (b"github-public-key-signature", r.provider.sign(body).encode()),
-        ]
+        headers = [(b"content-length", b"12a"), *_signed(r, body)]
         sent, received = await _call(r.endpoint, _scope(headers), [{"type": "http.request"}])
         assert received == 0
         assert sent[0]["status"] == 400
@@ -288,11 +292,7 @@ async def test_a_client_leaving_mid_body_changes_nothing() -> None:
     async with rig() as r:
         record, secret = await r.keys.create("ci")
         body = matches(secret)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"github-public-key-identifier", KEY_ID.encode()),
-            (b"github-public-key-signature", r.provider.sign(body).encode()),
-        ]
+        headers = [(b"content-type", b"application/json"), *_signed(r, body)]
         half = len(body) // 2
         inbox: list[Message] = [
             {"type": "http.request", "body": body[:half], "more_body": True},
@@ -335,11 +335,7 @@ async def test_reports_refused_for_too_many_in_progress_spend_no_rate_budget() -
     async with rig(rate=0.001, burst=2, max_in_progress=1) as r:
         _, secret = await r.keys.create("ci")
         body = matches(secret)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"github-public-key-identifier", KEY_ID.encode()),
-            (b"github-public-key-signature", r.provider.sign(body).encode()),
-        ]
+        headers = [(b"content-type", b"application/json"), *_signed(r, body)]
         arrived = asyncio.Event()
         release = asyncio.Event()
         busy_sent: list[Message] = []

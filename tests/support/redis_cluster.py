@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -233,9 +235,6 @@ class SentinelGroup:
             time.sleep(0.1)
 
     def _start_sentinel(self, exe: str, i: int) -> subprocess.Popen[bytes]:
-        import tempfile
-        from pathlib import Path
-
         port = self.sentinel_ports[i]
         d = tempfile.mkdtemp(prefix="extapi-sentinel-")
         self._dirs.append(d)

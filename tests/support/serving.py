@@ -32,22 +32,25 @@ async def serving(app: Any, **config: Any) -> AsyncIterator[str]:
     Args:
         app: the ASGI app.
         **config: ``uvicorn.Config`` options; ``log_level="warning"`` and ``proxy_headers=False``
-            unless given.
+            unless given. With ``ssl_certfile`` the URL is ``https://``.
     """
     sock = loopback_socket()
     port: int = sock.getsockname()[1]
     options: dict[str, Any] = {"log_level": "warning", "proxy_headers": False, **config}
+    scheme = "https" if options.get("ssl_certfile") else "http"
     server = uvicorn.Server(uvicorn.Config(app, **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
             while not server.started:
                 if task.done():
-                    await task
+                    await task  # surface a startup failure
                     raise AssertionError("uvicorn stopped before it started")
                 await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            sock.close()

@@ -8,14 +8,12 @@ client disconnects, so the server shuts down promptly even after a timed-out att
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import uvicorn
-
 from extapi_kit._types import ASGIApp, Receive, Scope, Send
+from tests.support.serving import serving
 
 __all__ = [
     "CHUNK",
@@ -54,35 +52,17 @@ async def serve(
     Yields:
         The base URL, e.g. ``http://127.0.0.1:54321`` (``https://`` with a certificate).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    async with serving(
         app,
         lifespan="off",
-        log_level="warning",
+        proxy_headers=True,  # uvicorn's default
         access_log=False,
         timeout_graceful_shutdown=2,
         timeout_keep_alive=5,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # surface a startup failure
-                raise RuntimeError("uvicorn exited before starting")
-            await asyncio.sleep(0.01)
-        yield f"{'https' if ssl_certfile else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        finally:
-            sock.close()
+    ) as base:
+        yield base
 
 
 async def _read_body(receive: Receive) -> bytes:

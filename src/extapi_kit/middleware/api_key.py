@@ -260,7 +260,8 @@ class ApiKeyMiddleware:
         wait = service.throttle_wait(client_ip)
         if wait is not None:
             raise KeyThrottledError(wait)
-        assert self._tokens is not None
+        if self._tokens is None:  # an internal invariant, not user input
+            raise RuntimeError("only called when a token verifier is configured")
         try:
             return await self._tokens.authenticate(token)
         except InvalidKeyError:

@@ -343,7 +343,8 @@ class LeaseBackend:
         answer, lease = self._parse(raw, windows, cost, started)
         if lease is None:
             refused = answer[1]
-            assert refused is not None
+            if refused is None:  # an internal invariant, not user input
+                raise RuntimeError("a refused lease carries the refusal")
             return refused, answer
         lease.left -= cost
         self._install(lk, lease)
