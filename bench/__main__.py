@@ -33,6 +33,7 @@ SUITES = (
     "inprocess",
     "loopback",
     "layers",
+    "floor",
     "scaling",
     "cluster",
     "postgres",

@@ -23,7 +23,16 @@ import sys
 import time
 from typing import Any
 
-from bench.stacks import BODY, BenchEnv, Stack, Unavailable, build_stack, redis_env, stack_names
+from bench.stacks import (
+    BODY,
+    PING_FLOOR,
+    BenchEnv,
+    Stack,
+    Unavailable,
+    build_stack,
+    redis_env,
+    stack_names,
+)
 from extapi_kit._types import Message, Scope
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "20"))
@@ -254,7 +263,8 @@ def run(names: list[str] | None = None) -> list[dict[str, Any]]:
     Args:
         names: stack names to run; default every stack.
     """
-    selected = names or stack_names()
+    # By default the raw-PING floor runs beside the stacks: what one Redis round trip costs alone.
+    selected = names or [*stack_names(), PING_FLOOR]
     if "starlette" in selected:
         selected = ["starlette", *[n for n in selected if n != "starlette"]]
     try:  # the loop production runs under uvicorn[standard], when installed

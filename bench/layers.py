@@ -17,19 +17,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench.loopback import SECONDS, Server, measure_cell
-from bench.stacks import LAYER_STEPS, BenchEnv
+from bench.loopback import SECONDS, serve_and_measure
+from bench.stacks import LAYER_STEPS
 
 CONNECTIONS = int(os.environ.get("BENCH_LAYER_CONNECTIONS", "16"))
-
-
-def _measure(name: str, method: str, seconds: float, conns: int) -> dict[str, Any]:
-    server = Server(name, BenchEnv(None))
-    try:
-        server.check(method)
-        return measure_cell(server, method, conns, seconds)
-    finally:
-        server.stop()
 
 
 def run(
@@ -46,18 +37,18 @@ def run(
     """
     rows: list[dict[str, Any]] = []
     for method in methods:
-        bare = _measure("starlette", method, seconds, conns)
-        rows.append(_row("bare starlette", method, conns, bare, bare, None))
+        bare = serve_and_measure("starlette", method, seconds, conns)
+        rows.append(cpu_row("bare starlette", method, conns, bare, bare, None))
         previous = bare
         for step in LAYER_STEPS:
-            figures = _measure(f"layers:{step}", method, seconds, conns)
+            figures = serve_and_measure(f"layers:{step}", method, seconds, conns)
             label = "router" if step == "router" else f"+ {step}"
-            rows.append(_row(label, method, conns, figures, bare, previous))
+            rows.append(cpu_row(label, method, conns, figures, bare, previous))
             previous = figures
     return rows
 
 
-def _row(
+def cpu_row(
     label: str,
     method: str,
     conns: int,
@@ -65,6 +56,17 @@ def _row(
     bare: dict[str, Any],
     previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """One table row: req/s and its ratio to bare, the server's CPU per request and what it added
+    over ``previous`` (no ``added_cpu_us`` when ``previous`` is None).
+
+    Args:
+        label: the row's label (the method is appended).
+        method: ``GET`` or ``POST``.
+        conns: concurrent connections.
+        figures: the measured cell.
+        bare: bare Starlette's cell (the ratio's base).
+        previous: the cell the added CPU is counted from, or None.
+    """
     row: dict[str, Any] = {
         "name": f"{label} {method}",
         "conns": conns,

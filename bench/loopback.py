@@ -395,6 +395,23 @@ def measure_cell(
     return figures
 
 
+def serve_and_measure(name: str, method: str, seconds: float, conns: int) -> dict[str, Any]:
+    """Serve one stack (no Redis) in its own uvicorn process and measure one cell of it.
+
+    Args:
+        name: the stack name.
+        method: ``GET`` or ``POST``.
+        seconds: timed seconds.
+        conns: concurrent connections.
+    """
+    server = Server(name, BenchEnv(None))
+    try:
+        server.check(method)
+        return measure_cell(server, method, conns, seconds)
+    finally:
+        server.stop()
+
+
 def _measure_stack(name: str, env: BenchEnv) -> tuple[str, Cells]:
     server = Server(name, env)
     try:

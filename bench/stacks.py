@@ -214,6 +214,111 @@ async def _extapi_redis_leases(env: BenchEnv) -> Stack:
     return await _extapi(env, redis=True, leases=LEASE_BLOCK)
 
 
+# The structure of the full memory stack doing no work (``python -m bench floor``): between the
+# server and the internal app it holds FLOOR_LAYERS ASGI layers (the route resolver, audit, body
+# limit, API key, rate limit, idempotency, the registry router), FLOOR_WRAPPERS send wrappers (the
+# audit exchange, the rate-limit headers, the router's 5xx mask) and adds FLOOR_HEADERS response
+# headers (RateLimit-Policy, RateLimit, the three X-RateLimit-* and X-Request-ID).
+# tests/test_bench_smoke.py checks all three against the real stack.
+FLOOR_LAYERS = 7
+FLOOR_WRAPPERS = 3
+FLOOR_HEADERS = 6
+FLOOR_STEPS = ("frames", "wrappers", "headers", "all")
+
+
+class _PassThrough:
+    """An ASGI layer that only calls the next one (one frame, as every middleware has)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _WrapSend:
+    """An ASGI layer wrapping ``send`` like a middleware that adds response headers."""
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.headers = headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self.headers
+
+        async def wrapped(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def floor_headers() -> list[tuple[bytes, bytes]]:
+    """Response headers shaped like the ones the full stack adds (same names and value sizes)."""
+    return [
+        (b"x-ratelimit-limit", b"1000000000"),
+        (b"x-ratelimit-remaining", b"999999999"),
+        (b"x-ratelimit-reset", b"7"),
+        (b"ratelimit-policy", b'"read";q=1000000000;w=60'),
+        (b"ratelimit", b'"read";r=999999999;t=7'),
+        (b"x-request-id", b"32842851e1ad62e50000000000000001"),
+    ][:FLOOR_HEADERS]
+
+
+async def _floor(env: BenchEnv, step: str) -> Stack:
+    app: ASGIApp = starlette_app()
+    headers = floor_headers() if step in ("headers", "all") else []
+    if step in ("wrappers", "all"):
+        for i in range(FLOOR_WRAPPERS):
+            app = _WrapSend(app, headers if i == 0 else [])
+    elif step == "headers":
+        app = _WrapSend(app, headers)
+    if step in ("frames", "all"):
+        for _ in range(FLOOR_LAYERS):
+            app = _PassThrough(app)
+    return Stack(f"floor: {step}", app)
+
+
+# Bare Starlette plus one raw Redis round trip per request (PING over a plain asyncio stream, no
+# client library): the least any stack deciding on Redis per request can add. The in-process
+# suite runs it beside the Redis stacks (it is not a stack of the side-by-side tables).
+PING_FLOOR = "starlette + one raw redis PING"
+
+
+async def _redis_ping_floor(env: BenchEnv) -> Stack:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    if env.redis_url is None:
+        raise Unavailable("no Redis (redis-server not installed and REDIS_URL unset)")
+    url = urlsplit(env.redis_url)
+    reader, writer = await asyncio.open_connection(url.hostname or "127.0.0.1", url.port or 6379)
+    lock = asyncio.Lock()
+    bare = starlette_app()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            async with lock:
+                writer.write(b"*1\r\n$4\r\nPING\r\n")
+                if await reader.readuntil(b"\r\n") != b"+PONG\r\n":
+                    raise RuntimeError("Redis did not answer PING")
+        await bare(scope, receive, send)
+
+    async def close() -> None:
+        writer.close()
+        await writer.wait_closed()
+
+    return Stack(PING_FLOOR, app, closers=[close])
+
+
 BUILDERS: dict[str, Callable[[BenchEnv], Awaitable[Stack]]] = {
     "starlette": _bare,
     "extapi-memory": _extapi_memory,
@@ -270,6 +375,10 @@ async def build_stack(name: str, env: BenchEnv) -> Stack:
         return await BUILDERS[name](env)
     if name.startswith("layers:") and name[7:] in LAYER_STEPS:
         return await _extapi(env, redis=False, upto=name[7:])
+    if name == PING_FLOOR:
+        return await _redis_ping_floor(env)
+    if name.startswith("floor:") and name[6:] in FLOOR_STEPS:
+        return await _floor(env, name[6:])
     from bench.peers import PEERS
 
     return await PEERS[name](env)

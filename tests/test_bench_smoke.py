@@ -13,9 +13,22 @@ from typing import Any
 
 import httpx
 import pytest
-from bench import inprocess, layers, loopback
+from bench import floor, inprocess, layers, loopback
 from bench.peers import PEERS
-from bench.stacks import BODY, LAYER_STEPS, OURS, BenchEnv, Stack, build_stack
+from bench.stacks import (
+    BODY,
+    FLOOR_HEADERS,
+    FLOOR_LAYERS,
+    FLOOR_STEPS,
+    FLOOR_WRAPPERS,
+    LAYER_STEPS,
+    OURS,
+    PING_FLOOR,
+    BenchEnv,
+    Stack,
+    build_stack,
+    floor_headers,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -204,3 +217,126 @@ def test_layers_suite_rows_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(r["errors"] == 0 and r["rps"] > 0 for r in rows)
     if "cpu_us" in rows[0]:  # Linux: /proc gives the server's CPU time
         assert rows[2]["added_cpu_us"] == pytest.approx(rows[2]["cpu_us"] - rows[1]["cpu_us"])
+
+
+def _chain(app: Any) -> list[Any]:
+    out = []
+    while app is not None:
+        out.append(app)
+        app = getattr(app, "app", None)
+    return out
+
+
+def _wrapped_send(send: Any) -> Any:
+    """The send a wrapper forwards to: a bound method's ``_send``, or a closure's ``send``."""
+    owner = getattr(send, "__self__", None)
+    if owner is not None and hasattr(owner, "_send"):
+        return owner._send
+    for name, cell in zip(send.__code__.co_freevars, send.__closure__ or (), strict=True):
+        if name == "send":
+            return cell.cell_contents
+    return None
+
+
+def _send_depth_probe(app: Any, depths: list[int]) -> Any:
+    async def probe(scope: Any, receive: Any, send: Any) -> None:
+        depth, inner = 0, _wrapped_send(send)
+        while inner is not None:
+            depth, inner = depth + 1, _wrapped_send(inner)
+        depths.append(depth)
+        await app(scope, receive, send)
+
+    return probe
+
+
+async def test_floor_stand_ins_match_the_real_stack() -> None:
+    """The floor suite's stand-ins have the real memory stack's shape: as many ASGI layers between
+    the server and the internal app, and the same response headers added to the app's answer."""
+    real = await build_stack("extapi-memory", BenchEnv(None))
+    bare = await build_stack("starlette", BenchEnv(None))
+    try:
+        chain = _chain(real.app)
+        assert len(chain) == FLOOR_LAYERS  # resolver ... router: none is skipped or extra
+        router = chain[-1]
+        depths: list[int] = []
+        for route in router.api.routes:
+            route.app = _send_depth_probe(route.app, depths)
+        ours = await _request(real, "GET", real.headers)
+        theirs = await _request(bare, "GET", ())
+        added = {k.lower() for k in ours.headers} - {k.lower() for k in theirs.headers}
+        assert added == {k.decode() for k, _ in floor_headers()}
+        assert len(added) == FLOOR_HEADERS
+        # The send the internal app gets passes through this many wrappers to the server's.
+        assert depths == [FLOOR_WRAPPERS]
+    finally:
+        await real.aclose()
+        await bare.aclose()
+
+
+@pytest.mark.parametrize("step", FLOOR_STEPS)
+async def test_floor_steps_answer_like_bare_starlette(step: str) -> None:
+    """Each stand-in serves the bare app's answers, with the stand-in headers where it adds them."""
+    stack = await build_stack(f"floor:{step}", BenchEnv(None))
+    resp = await _request(stack, "GET", ())
+    await _check(stack)
+    assert ("x-request-id" in resp.headers) == (step in ("headers", "all"))
+
+
+def test_floor_suite_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor suite serves bare Starlette, the stand-ins and the real stack under uvicorn and
+    reports what each added to the server's CPU per request over bare."""
+    monkeypatch.setenv("BENCH_LOADGEN", "python")
+    rows = floor.run(seconds=0.3, conns=2, steps=("frames",))
+    assert [r["name"] for r in rows] == [
+        "bare starlette GET",
+        "structure: frames GET",
+        "full memory stack GET",
+    ]
+    assert all(r["errors"] == 0 and r["rps"] > 0 for r in rows)
+    if "cpu_us" in rows[0]:
+        assert rows[0]["added_cpu_us"] == 0
+        assert rows[2]["added_cpu_us"] == pytest.approx(rows[2]["cpu_us"] - rows[0]["cpu_us"])
+
+
+async def test_ping_floor_stack_pays_one_redis_round_trip(redis_url: str) -> None:
+    """The raw-PING floor of the in-process suite answers like bare Starlette and sends exactly one
+    PING to Redis per request (counted by the server's own command statistics)."""
+    import redis.asyncio as aioredis
+
+    stack = await build_stack(PING_FLOOR, BenchEnv(redis_url))
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        before = (await admin.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        for _ in range(3):
+            assert (await _request(stack, "GET", ())).status_code == 200
+        after = (await admin.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        assert after - before == 3
+    finally:
+        await admin.aclose()
+    await _check(stack)
+
+
+def test_bench_commands_in_the_docs_name_real_suites_and_stacks() -> None:
+    """Every ``python -m bench ...`` in the docs names suites, modules and stacks that exist, so a
+    reader who copies one runs what the page describes."""
+    import re
+    from pathlib import Path
+
+    from bench.__main__ import SUITES
+    from bench.stacks import stack_names
+
+    root = Path(__file__).resolve().parents[1]
+    stacks = {*stack_names(), PING_FLOOR}
+    pattern = re.compile(r"python -m bench(\.[a-z_0-9]+)?((?:[ ]+[a-z][a-z0-9_-]*)*)")
+    seen = 0
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for module, args in pattern.findall(page.read_text()):
+            seen += 1
+            names = args.split()
+            if not module:
+                assert set(names) <= set(SUITES), f"{page.name}: {names}"
+                continue
+            assert (root / "bench" / f"{module[1:]}.py").is_file(), f"{page.name}: bench{module}"
+            if module in (".inprocess", ".loopback"):
+                assert set(names) <= stacks, f"{page.name}: bench{module} {names}"
+    assert seen >= 20

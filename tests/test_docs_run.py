@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / ".ci" / "constraints.txt"
 _FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.S | re.M)
@@ -110,12 +112,6 @@ def _pattern(expected: str, *, whole: bool) -> re.Pattern[str]:
 def _normalise(output: str) -> str:
     lines = [" ".join(line.split()) for line in output.replace("\r", "").splitlines()]
     return "\n".join(lines).strip("\n") + "\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, log: Path, timeout: float = 30) -> None:
@@ -236,7 +232,7 @@ def newcomer(
     work = tmp_path / "work"
     work.mkdir()
     shell = Shell(work, env)
-    ports = {"8000": str(_free_port()), "8001": str(_free_port()), "@wheel": str(wheel)}
+    ports = {"8000": str(free_port()), "8001": str(free_port()), "@wheel": str(wheel)}
     try:
         yield shell, ports
     finally:

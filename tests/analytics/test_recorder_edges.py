@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -385,3 +386,30 @@ async def test_a_failing_new_ip_callback_is_logged_and_loses_no_counts(
     assert (await act.get(record.id))["requests"] == 2
     await act.aclose()
     await keys.aclose()
+
+
+async def test_idle_documents_are_pruned_by_the_wall_clock_the_stores_stamp(
+    tmp_path: Path,
+) -> None:
+    """The stores stamp each write with the wall clock, so pruning goes by it too: a recorder whose
+    injected clock runs 40 days ahead keeps what it just wrote, while a document last written 40
+    (real) days ago is pruned at the day's first flush."""
+    path = tmp_path / "activity.db"
+    store = await _sqlite_store(path)
+    assert await store.save("quiet", 0, "{}", ttl=60)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(
+            "UPDATE extapi_activity_docs SET updated_at = ? WHERE key_id = 'quiet'",
+            (time.time() - 40 * DAY,),
+        )
+    finally:
+        conn.close()
+    ahead = time.time() + 40 * DAY
+    act = KeyActivity(store, clock=FakeClock(ahead))
+    act.observe(_rec("busy", "10.0.0.1", ahead))
+    await act.flush()
+    assert (await act.get("busy"))["requests"] == 1
+    assert (await store.load("busy"))[0] == 1
+    assert await store.load("quiet") == (0, None)
+    await store.aclose()

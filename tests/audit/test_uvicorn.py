@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.audit.serve_app import CHUNK, STREAM_CHUNKS
-from tests.support.redis_server import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

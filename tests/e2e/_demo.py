@@ -19,17 +19,11 @@ import anyio
 import httpx
 
 from extapi_kit.cli import main as cli_main
+from tests.support.ports import free_port
 
 __all__ = ["DemoServer", "free_port", "raw_request", "run_cli", "start_demo"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

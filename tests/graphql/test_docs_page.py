@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from tests.test_docs_run import ROOT, Shell, _free_port, _section, parse_steps, play
+from tests.support.ports import free_port
+from tests.test_docs_run import ROOT, Shell, _section, parse_steps, play
 
 
 def test_graphql_page_example_runs_as_written(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_graphql_page_example_runs_as_written(tmp_path: Path) -> None:
     work.mkdir()
     shell = Shell(work, env)
     try:
-        ports = {"8000": str(_free_port()), "8001": str(_free_port()), "@wheel": ""}
+        ports = {"8000": str(free_port()), "8001": str(free_port()), "@wheel": ""}
         play(steps, shell, ports, "docs/graphql.md")
     finally:
         shell.close()

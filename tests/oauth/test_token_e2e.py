@@ -22,7 +22,7 @@ import pytest
 
 from extapi_kit.keys.service import KeyService
 from tests.keys.support import cheap_hasher
-from tests.support.redis_server import free_port
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from extapi_kit.ratelimit import detect_workers
-from tests.support.redis_server import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

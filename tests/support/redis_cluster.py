@@ -18,7 +18,8 @@ from typing import Any
 
 import redis
 
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 # Cluster node timeout: short so a killed master is failed over in ~1-2 s.
 # Failover tests own their cluster and want a dead master noticed fast. The shared session cluster

@@ -301,7 +301,10 @@ class KeyActivity:
             today = day_of(now)
             if error is None and today != self._pruned:
                 self._pruned = today
-                await self.store.prune(now - self._ttl)
+                # The stores stamp each write with the wall clock (Redis expires by it too), so
+                # idle documents are pruned by it as well: an injected clock set ahead must not
+                # delete what was just written.
+                await self.store.prune(time.time() - self._ttl)
             if error is not None:
                 raise error
 
