@@ -39,7 +39,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typing(session: nox.Session) -> None:
-    """mypy --strict over src and tests."""
+    """mypy --strict over src, tests, bench and the docs hooks."""
     install(session, "-e", ".[dev]")
     session.run("mypy")
 

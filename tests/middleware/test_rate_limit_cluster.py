@@ -67,7 +67,7 @@ async def test_a_cold_burst_reads_the_slot_map_once(redis_cluster_url: str) -> N
     )
     cluster = mw.backend.primary
     assert isinstance(cluster, ClusterPipelinedBackend)
-    original = cluster._refresh
+    original = cluster.slots._refresh
     reads = 0
 
     async def counted() -> Any:
@@ -75,7 +75,7 @@ async def test_a_cold_burst_reads_the_slot_map_once(redis_cluster_url: str) -> N
         reads += 1
         return await original()
 
-    cluster._refresh = counted  # type: ignore[method-assign]
+    cluster.slots._refresh = counted  # type: ignore[method-assign]
     try:
         codes = await _burst(mw)
     finally:

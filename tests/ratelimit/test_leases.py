@@ -194,10 +194,12 @@ async def test_redis_down_applies_the_failure_policy_and_never_double_counts(
 
 
 def test_lease_settings_are_checked_and_the_url_password_stays_out_of_repr() -> None:
-    """L20: block, ttl and renew_at bounded; only one-server URLs; no password in the spec's
-    repr."""
+    """L20: block, ttl and renew_at bounded; one-server and cluster URLs only (not Sentinel);
+    no password in the spec's repr."""
     spec = LeasedRedis("redis://:hunter2-pw@127.0.0.1:6390/0", block=5, ttl=0.5)
     assert "hunter2" not in repr(spec) and "block=5" in repr(spec)
+    spec = LeasedRedis("redis+cluster://u:hunter2-pw@127.0.0.1:7000,127.0.0.1:7001/", block=5)
+    assert "hunter2" not in repr(spec) and "127.0.0.1:7001" in repr(spec) and spec.cluster
     for bad in (
         {"block": 0},
         {"block": True},
@@ -211,8 +213,9 @@ def test_lease_settings_are_checked_and_the_url_password_stays_out_of_repr() -> 
     ):
         with pytest.raises(ConfigurationError):
             LeasedRedis("redis://127.0.0.1/0", **bad)
-    with pytest.raises(ConfigurationError, match="one server"):
-        LeasedRedis("redis+cluster://127.0.0.1:7000/")
+    for url in ("redis+sentinel://127.0.0.1:26379/mymaster", "rediss+cluster://127.0.0.1:7000/"):
+        with pytest.raises(ConfigurationError, match="redis\\+cluster://"):
+            LeasedRedis(url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +486,16 @@ def test_leases_never_over_admit_across_two_processes(redis_url: str) -> None:
 async def test_build_wires_leases_and_refuses_them_without_one_redis(redis_url: str) -> None:
     """L20: build(rate_limit_leases=N) puts a LeaseBackend behind the failover layer; leases
     on in-process storage are a configuration error, not a silent no-op."""
+    api, leases = await build_with_leases_admits_the_limit(redis_url)
+    assert leases.block == 5
+    await leases.aclose()
+    with pytest.raises(ConfigurationError):
+        api.build(auth=False, audit_sink=None, rate_limit_leases=5)
+
+
+async def build_with_leases_admits_the_limit(url: str) -> tuple[Any, LeaseBackend]:
+    """Build a one-route stack on ``url`` with leases of 5 at 7/minute, check it admits exactly
+    7 of 10 and return the registry and the lease backend behind the failover layer."""
     from extapi_kit.middleware.rate_limit import RateLimitMiddleware
     from extapi_kit.routing import ExternalAPI, HandlerRequest
 
@@ -493,22 +506,16 @@ async def test_build_wires_leases_and_refuses_them_without_one_redis(redis_url: 
         return {"ok": "yes"}
 
     app = api.build(
-        auth=False,
-        audit_sink=None,
-        rate_limit_storage=redis_url,
-        rate_limit_leases=5,
-        read="7/minute",
+        auth=False, audit_sink=None, rate_limit_storage=url, rate_limit_leases=5, read="7/minute"
     )
     layer: Any = app
     while not isinstance(layer, RateLimitMiddleware):
         layer = layer.app
     assert isinstance(layer.backend, FailoverBackend)
     leases = layer.backend.primary
-    assert isinstance(leases, LeaseBackend) and leases.block == 5
+    assert isinstance(leases, LeaseBackend)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         codes = [(await client.get("/api/v1/ping")).status_code for _ in range(10)]
     assert codes == [200] * 7 + [429] * 3
-    await leases.aclose()
-    with pytest.raises(ConfigurationError):
-        api.build(auth=False, audit_sink=None, rate_limit_leases=5)
+    return api, leases

@@ -45,12 +45,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extapi_kit.exceptions import ConfigurationError, StoreError
 from extapi_kit.ratelimit._result import HitResult
 from extapi_kit.stores._redis import DEFAULT_REDIS_TIMEOUT
 from extapi_kit.stores._resp import AutoPipeline, ReplyError, encode_command
+
+if TYPE_CHECKING:
+    from extapi_kit.ratelimit.redis_cluster import SlotMap
 
 __all__ = ["DEFAULT_LEASE_BLOCK", "DEFAULT_LEASE_TTL", "LeaseBackend", "LeasedRedis"]
 
@@ -60,6 +63,9 @@ DEFAULT_RENEW_AT = 0.25
 _MAX_BLOCK = 1_000_000
 _MAX_TTL = 3600.0
 _SUFFIX = ":lease"
+_LEASE_SCHEMES = ("redis://", "unix://", "redis+cluster://")
+# Replies meaning "the script did not run here" (Redis Cluster): safe to send once more elsewhere.
+_REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 # KEYS: one hash per window. ARGV: give (units of the ending lease not spent), held (units that
 # lease was granted), need (units wanted now), ask (1: grant a new lease, 0: only give back),
@@ -175,7 +181,7 @@ class LeaseBackend:
 
     def __init__(
         self,
-        pipe: AutoPipeline,
+        pipe: AutoPipeline | SlotMap[AutoPipeline],
         *,
         block: int = DEFAULT_LEASE_BLOCK,
         ttl: float = DEFAULT_LEASE_TTL,
@@ -186,9 +192,16 @@ class LeaseBackend:
         _check(block, ttl)
         _check_renew_at(renew_at)
         self.renew_at = float(renew_at)
-        self._pipe = pipe
-        if pipe.deadline is None:
-            pipe.deadline = deadline
+        # One server (an AutoPipeline), or a Redis Cluster: a slot map with one pipe per master;
+        # every key of one lease carries the principal's hash tag, so a lease lives in one slot.
+        self._slots: SlotMap[AutoPipeline] | None = None
+        if isinstance(pipe, AutoPipeline):
+            self._pipe: AutoPipeline | None = pipe
+            if pipe.deadline is None:
+                pipe.deadline = deadline
+        else:
+            self._pipe = None
+            self._slots = pipe
         self.block = block
         self.ttl = ttl
         self.deadline = deadline
@@ -206,9 +219,16 @@ class LeaseBackend:
         self.waits = 0
         self.returns = 0
         self.reloads = 0
+        #: Lease calls a cluster answered with a redirection (re-sent through redis-py).
+        self.redirects = 0
 
     def __repr__(self) -> str:
-        return f"LeaseBackend({self._pipe!r}, block={self.block}, ttl={self.ttl})"
+        where = (
+            repr(self._pipe)
+            if self._slots is None
+            else f"cluster, {len(self._slots.nodes)} masters"
+        )
+        return f"LeaseBackend({where}, block={self.block}, ttl={self.ttl})"
 
     @property
     def pipe(self) -> Any:
@@ -222,8 +242,16 @@ class LeaseBackend:
 
     @property
     def batch_stats(self) -> tuple[int, int]:
-        """``(writes, commands)`` sent so far."""
-        return self._pipe.batches, self._pipe.commands
+        """``(writes, commands)`` sent so far (over every master's connection on a cluster)."""
+        if self._slots is not None:
+            return self._slots.batch_stats
+        pipe = self._one_pipe()
+        return pipe.batches, pipe.commands
+
+    def _one_pipe(self) -> AutoPipeline:
+        if self._pipe is None:  # an internal invariant, not user input
+            raise RuntimeError("only called for a one-server lease backend")
+        return self._pipe
 
     async def hit(
         self,
@@ -398,21 +426,65 @@ class LeaseBackend:
         args.extend((give, held, need, 1 if ask else 0, self.block))
         for i, (limit, seconds) in enumerate(windows):
             args.extend((limit, seconds * 1000, old.idx[i] if old is not None else -1))
-        pipe = self._pipe
-        payload = encode_command(b"EVALSHA", _SHA, *args)
-        if pipe.connected:  # the pipe's watchdog keeps the deadline
-            raw = await pipe.execute(payload)
-        else:
-            async with asyncio.timeout(self.deadline):
-                raw = await pipe.execute(payload)
+        raw = await self._send(keys[0], args, whole=False)
         if isinstance(raw, ReplyError) and raw.message.startswith("NOSCRIPT"):
             self.reloads += 1  # the script did not run: send it whole once
-            async with asyncio.timeout(self.deadline):
-                raw = await pipe.execute(encode_command(b"EVAL", LEASE_LUA, *args))
+            raw = await self._send(keys[0], args, whole=True)
         if type(raw) is not list:
             code = raw.message.split(" ", 1)[0] if isinstance(raw, ReplyError) else "reply"
             raise StoreError(f"redis error: lease script failed ({code})")
         return raw
+
+    async def _send(self, key: str, args: list[bytes | str | int], *, whole: bool) -> Any:
+        """Send the lease script (by its SHA, or ``whole``) to the server holding ``key``."""
+        if whole:
+            payload = encode_command(b"EVAL", LEASE_LUA, *args)
+        else:
+            payload = encode_command(b"EVALSHA", _SHA, *args)
+        slots = self._slots
+        if slots is None:
+            pipe = self._one_pipe()
+        else:
+            async with asyncio.timeout(self.deadline):
+                node = await slots.node_for(key)
+            if node is None:  # a slot nobody serves (cluster down): let redis-py say why
+                return await self._redirected(args, whole=whole)
+            pipe = node
+        try:
+            if pipe.connected and not whole:  # the pipe's watchdog keeps the deadline
+                raw = await pipe.execute(payload)
+            else:
+                async with asyncio.timeout(self.deadline):
+                    raw = await pipe.execute(payload)
+        except Exception:
+            if slots is not None:
+                slots.invalidate()  # a dead master: the next call re-reads the slot map
+            raise
+        if (
+            slots is not None
+            and isinstance(raw, ReplyError)
+            and raw.message.startswith(_REDIRECT_CODES)
+        ):
+            # The script did not run on that node: read the map again and send it once more
+            # through redis-py, which follows ASK (with ASKING) and MOVED.
+            slots.invalidate()
+            return await self._redirected(args, whole=whole)
+        return raw
+
+    async def _redirected(self, args: list[bytes | str | int], *, whole: bool) -> Any:
+        from redis.exceptions import ResponseError
+
+        if self._slots is None:  # an internal invariant, not user input
+            raise RuntimeError("only called for a cluster lease backend")
+        self.redirects += 1
+        cluster = self._slots.cluster
+        try:
+            async with asyncio.timeout(self.deadline):
+                if whole:
+                    return await cluster.execute_command("EVAL", LEASE_LUA, *args)
+                return await cluster.execute_command("EVALSHA", _SHA, *args)
+        except ResponseError as exc:  # NOSCRIPT and script errors: answered like the lean path
+            return ReplyError(str(exc))
 
     def _arm(self) -> None:
         if self._timer is None and not self._closed:
@@ -466,9 +538,11 @@ class LeaseBackend:
                     )
 
     async def ping(self) -> bool:
-        """Return whether Redis answers."""
+        """Return whether Redis answers (every master, on a cluster)."""
         async with asyncio.timeout(self.deadline):
-            return bool(await self._pipe.execute(_PING) == b"PONG")
+            if self._slots is not None:
+                return bool(await self._slots.cluster.ping())
+            return bool(await self._one_pipe().execute(_PING) == b"PONG")
 
     async def aclose(self) -> None:
         """Give every lease back, stop the timer and close the connection."""
@@ -479,7 +553,11 @@ class LeaseBackend:
         for task in list(self._tasks):
             task.cancel()
         await self.release()
-        await self._pipe.aclose()
+        if self._slots is not None:
+            await self._slots.aclose()
+            await self._slots.cluster.aclose()
+        else:
+            await self._one_pipe().aclose()
 
 
 class _NoQuotaAddress:
@@ -507,7 +585,9 @@ class LeasedRedis:
     """A rate-limit storage spec: Redis with local leases (pass as ``storage=``).
 
     Args:
-        url: ``redis://[user:password@]host[:port][/db]`` or ``unix:///path?db=N``.
+        url: ``redis://[user:password@]host[:port][/db]``, ``unix:///path?db=N``, or
+            ``redis+cluster://[user:password@]host1:port1,host2:port2/`` (a Redis Cluster: one
+            connection per master, each lease sent to its principal's slot).
         block: units a lease takes at most.
         ttl: seconds a lease lives before its leftover goes back.
         renew_at: fraction of a grant left when the next block is asked for in the
@@ -527,9 +607,9 @@ class LeasedRedis:
         ttl: float = DEFAULT_LEASE_TTL,
         renew_at: float = DEFAULT_RENEW_AT,
     ) -> None:
-        if not isinstance(url, str) or not url.lower().startswith(("redis://", "unix://")):
+        if not isinstance(url, str) or not url.lower().startswith(_LEASE_SCHEMES):
             raise ConfigurationError(
-                "local leases need a redis:// or unix:// rate-limit storage (one server)"
+                "local leases need a redis://, unix:// or redis+cluster:// rate-limit storage"
             )
         _check(block, ttl)
         _check_renew_at(renew_at)
@@ -538,9 +618,21 @@ class LeasedRedis:
         self.ttl = float(ttl)
         self.renew_at = float(renew_at)
 
+    @property
+    def cluster(self) -> bool:
+        """True for a ``redis+cluster://`` URL."""
+        return self._url.lower().startswith("redis+cluster://")
+
     def __repr__(self) -> str:
         # The URL may carry a password: show where it points, never the credentials.
-        return f"LeasedRedis({AutoPipeline(self._url)!r}, block={self.block}, ttl={self.ttl:g})"
+        if self.cluster:
+            from extapi_kit.stores._redis import split_hosts
+
+            hosts = ",".join(f"{h}:{p}" for h, p in split_hosts(self._url)[3])
+            where = f"redis+cluster://{hosts}"
+        else:
+            where = repr(AutoPipeline(self._url))
+        return f"LeasedRedis({where}, block={self.block}, ttl={self.ttl:g})"
 
     def backend(self, *, deadline: float) -> LeaseBackend:
         """Return a new lease backend on its own connection.
@@ -548,7 +640,17 @@ class LeasedRedis:
         Args:
             deadline: seconds a call to Redis may take.
         """
-        pipe = AutoPipeline(self._url, connect_timeout=deadline, deadline=deadline)
+        pipe: AutoPipeline | SlotMap[AutoPipeline]
+        if self.cluster:
+            from extapi_kit.ratelimit.redis_cluster import SlotMap
+
+            pipe = SlotMap(self._url, deadline, _same, _same)
+        else:
+            pipe = AutoPipeline(self._url, connect_timeout=deadline, deadline=deadline)
         return LeaseBackend(
             pipe, block=self.block, ttl=self.ttl, deadline=deadline, renew_at=self.renew_at
         )
+
+
+def _same(pipe: AutoPipeline) -> AutoPipeline:
+    return pipe

@@ -159,7 +159,8 @@ def _plan(
 
 
 def _leased(storage: Any, leases: Any) -> Any:
-    # Local leases wrap a one-server Redis URL (issue 16); anything else is a configuration error.
+    # Local leases wrap a Redis or Redis Cluster URL (issue 16); anything else is a configuration
+    # error.
     if leases is None or leases is False:
         return storage
     from extapi_kit.ratelimit.leases import DEFAULT_LEASE_BLOCK, LeasedRedis
@@ -168,7 +169,7 @@ def _leased(storage: Any, leases: Any) -> Any:
         return leases
     if not isinstance(storage, str):
         raise ConfigurationError(
-            "rate_limit_leases= needs rate_limit_storage='redis://...' (one Redis server), "
+            "rate_limit_leases= needs rate_limit_storage='redis://...' or 'redis+cluster://...', "
             "or pass a LeasedRedis as rate_limit_leases="
         )
     return LeasedRedis(storage, block=DEFAULT_LEASE_BLOCK if leases is True else leases)
