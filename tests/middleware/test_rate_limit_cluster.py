@@ -141,15 +141,19 @@ async def _traffic(
 
 @pytest.mark.slow
 @pytest.mark.anyio
+@pytest.mark.parametrize("leases", [False, True], ids=["script", "leases"])
 async def test_master_killed_replica_promoted_no_500_and_recovery(
-    private_redis_cluster: RedisClusterNodes,
+    private_redis_cluster: RedisClusterNodes, leases: bool
 ) -> None:
-    """L14: a master dies mid-traffic: no 500, the in-process fallback decides during the gap
-    (fail open, degraded), and after the replica's promotion decisions return to the cluster
-    without a restart."""
+    """L14 (L23 with local leases): a master dies mid-traffic: no 500, the in-process fallback
+    decides during the gap (fail open, degraded), and after the replica's promotion decisions
+    return to the cluster without a restart."""
+    from extapi_kit.ratelimit.leases import LeasedRedis
+
     cluster = private_redis_cluster
+    storage: Any = LeasedRedis(cluster.url, block=20, ttl=0.5) if leases else cluster.url
     mw = RateLimitMiddleware(
-        ok_app, storage=cluster.url, read="100000/minute", deadline=0.25, probe_interval=0.2
+        ok_app, storage=storage, read="100000/minute", deadline=0.25, probe_interval=0.2
     )
     codes: Counter[int] = Counter()
     degraded: list[bool] = []
