@@ -33,8 +33,8 @@ def _degraded(app: Any) -> bool:
     return False
 
 
-async def _stack(url: str, name: str) -> Stack:
-    stack = await build_stack("extapi-redis", BenchEnv(url))
+async def _stack(url: str, name: str, leases: bool = False) -> Stack:
+    stack = await build_stack("extapi-redis-leases" if leases else "extapi-redis", BenchEnv(url))
     stack.name = name
     return stack
 
@@ -44,6 +44,9 @@ async def _full_stacks(standalone: str, cluster: str) -> list[dict[str, Any]]:
         await build_stack("starlette", BenchEnv(None)),
         await _stack(standalone, "extapi full stack (redis)"),
         await _stack(cluster, "extapi full stack (redis-cluster)"),
+        # Local leases (off by default) on each: decisions from a leased block, renewed ahead.
+        await _stack(standalone, "extapi full stack (redis, leases)", leases=True),
+        await _stack(cluster, "extapi full stack (redis-cluster, leases)", leases=True),
     ]
     try:
         cells = [Cell(s, m) for s in stacks for m in ("GET", "POST")]
@@ -80,8 +83,8 @@ async def _full_stacks(standalone: str, cluster: str) -> list[dict[str, Any]]:
             "added_us": median - base,
             "errors": cell.errors,
         }
-        if cell.stack.name.endswith("(redis-cluster)"):
-            ref = medians[("extapi full stack (redis)", cell.method)]
+        if "(redis-cluster" in cell.stack.name:
+            ref = medians[(cell.stack.name.replace("redis-cluster", "redis"), cell.method)]
             row["x_standalone_per_request"] = median / ref
             row["x_standalone_added"] = (median - base) / max(ref - base, 1e-9)
             row["target"] = 1.3
