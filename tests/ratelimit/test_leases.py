@@ -493,9 +493,18 @@ async def test_build_wires_leases_and_refuses_them_without_one_redis(redis_url: 
         api.build(auth=False, audit_sink=None, rate_limit_leases=5)
 
 
-async def build_with_leases_admits_the_limit(url: str) -> tuple[Any, LeaseBackend]:
+async def build_with_leases_admits_the_limit(
+    url: str, deadline: float | None = None
+) -> tuple[Any, LeaseBackend]:
     """Build a one-route stack on ``url`` with leases of 5 at 7/minute, check it admits exactly
-    7 of 10 and return the registry and the lease backend behind the failover layer."""
+    7 of 10 from leases (never from the in-process fallback) and return the registry and the
+    lease backend behind the failover layer.
+
+    Args:
+        url: the Redis URL.
+        deadline: the rate limiter's deadline (default: build()'s); a cold cluster client reads
+            its slot map within it.
+    """
     from extapi_kit.middleware.rate_limit import RateLimitMiddleware
     from extapi_kit.routing import ExternalAPI, HandlerRequest
 
@@ -505,8 +514,14 @@ async def build_with_leases_admits_the_limit(url: str) -> tuple[Any, LeaseBacken
     async def ping(req: HandlerRequest) -> dict[str, str]:
         return {"ok": "yes"}
 
+    options = {"rate_limit": {"deadline": deadline}} if deadline is not None else {}
     app = api.build(
-        auth=False, audit_sink=None, rate_limit_storage=url, rate_limit_leases=5, read="7/minute"
+        auth=False,
+        audit_sink=None,
+        rate_limit_storage=url,
+        rate_limit_leases=5,
+        read="7/minute",
+        options=options,
     )
     layer: Any = app
     while not isinstance(layer, RateLimitMiddleware):
@@ -518,4 +533,6 @@ async def build_with_leases_admits_the_limit(url: str) -> tuple[Any, LeaseBacken
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         codes = [(await client.get("/api/v1/ping")).status_code for _ in range(10)]
     assert codes == [200] * 7 + [429] * 3
+    # Decided from leases: the fallback (7 of 10 too, with one worker) never stepped in.
+    assert not layer.backend.degraded and leases.renewals >= 2
     return api, leases
