@@ -189,11 +189,7 @@ async def test_layer_steps_add_one_layer_each(step: str) -> None:
     """Each step of the per-layer table is the stack up to that layer: it answers 200 with the
     key, and the layers it holds are exactly the steps so far (``router`` holds none)."""
     stack = await build_stack(f"layers:{step}", BenchEnv(None))
-    held = []
-    layer: Any = stack.app
-    while layer is not None:
-        held.append(type(layer).__name__)
-        layer = getattr(layer, "app", None)
+    held = [type(layer).__name__ for layer in _chain(stack.app)]
     classes = {
         "api_key": "ApiKeyMiddleware",
         "rate_limit": "RateLimitMiddleware",

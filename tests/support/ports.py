@@ -45,7 +45,7 @@ def free_port() -> int:
 
     Falls back to a kernel-chosen port when the ephemeral range leaves no room below it.
     """
-    low, high = _ephemeral_range()
+    low, _ = _ephemeral_range()
     top = min(_HIGH, low - 1)
     if top - _LOW >= 1000:
         for _ in range(200):
@@ -53,7 +53,6 @@ def free_port() -> int:
             if port not in _handed_out and _bindable(port):
                 _handed_out.add(port)
                 return port
-    del high
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))

@@ -50,7 +50,12 @@ from typing import TYPE_CHECKING, Any
 from extapi_kit.exceptions import ConfigurationError, StoreError
 from extapi_kit.ratelimit._result import HitResult
 from extapi_kit.stores._redis import DEFAULT_REDIS_TIMEOUT
-from extapi_kit.stores._resp import AutoPipeline, ReplyError, encode_command
+from extapi_kit.stores._resp import (
+    CLUSTER_REDIRECTS,
+    AutoPipeline,
+    ReplyError,
+    encode_command,
+)
 
 if TYPE_CHECKING:
     from extapi_kit.ratelimit.redis_cluster import SlotMap
@@ -64,8 +69,6 @@ _MAX_BLOCK = 1_000_000
 _MAX_TTL = 3600.0
 _SUFFIX = ":lease"
 _LEASE_SCHEMES = ("redis://", "unix://", "redis+cluster://")
-# Replies meaning "the script did not run here" (Redis Cluster): safe to send once more elsewhere.
-_REDIRECT_CODES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 # KEYS: one hash per window. ARGV: give (units of the ending lease not spent), held (units that
 # lease was granted), need (units wanted now), ask (1: grant a new lease, 0: only give back),
@@ -463,7 +466,7 @@ class LeaseBackend:
         if (
             slots is not None
             and isinstance(raw, ReplyError)
-            and raw.message.startswith(_REDIRECT_CODES)
+            and raw.message.startswith(CLUSTER_REDIRECTS)
         ):
             # The script did not run on that node: read the map again and send it once more
             # through redis-py, which follows ASK (with ASKING) and MOVED.

@@ -26,7 +26,7 @@ from extapi_kit.ratelimit._result import HitResult
 from extapi_kit.ratelimit.redis import RedisBackend
 from extapi_kit.ratelimit.redis_pipeline import PipelinedRedisBackend
 from extapi_kit.stores._redis import DEFAULT_REDIS_TIMEOUT, redis_from_url, split_hosts
-from extapi_kit.stores._resp import AutoPipeline
+from extapi_kit.stores._resp import CLUSTER_REDIRECTS, AutoPipeline
 
 __all__ = ["ClusterPipelinedBackend", "SlotMap"]
 
@@ -34,7 +34,7 @@ N = TypeVar("N")
 
 _SLOTS = 16384
 # Replies meaning "the script did not run here": safe to send once more elsewhere.
-_REDIRECTS = ("(MOVED)", "(ASK)", "(TRYAGAIN)", "(CLUSTERDOWN)")
+_REDIRECTS = tuple(f"({code})" for code in CLUSTER_REDIRECTS)
 
 
 class _NoQuotaAddress:

@@ -37,6 +37,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
+    "CLUSTER_REDIRECTS",
     "AutoPipeline",
     "ReplyError",
     "RespConnectionError",
@@ -44,6 +45,11 @@ __all__ = [
     "encode_command",
     "encode_part",
 ]
+
+
+# Error-reply codes of a Redis Cluster meaning "the command did not run on this node": safe to
+# send once more to the node that owns the slot.
+CLUSTER_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 
 
 class RespConnectionError(ConnectionError):
